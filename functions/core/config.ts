@@ -1,0 +1,226 @@
+/**
+ * pgrelay's configuration: one zod schema, parsed once at each entry point
+ * (`parseStreamerEnv(process.env)`), also imported by the CDK construct. Every problem is
+ * reported at once, each naming the setting it concerns.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+import { parseTableName, tableKey, type TableName } from './identifiers.ts';
+
+export const KIB = 1024;
+export const MIB = 1024 * KIB;
+/** SQS's limit for one message and for one SendMessageBatch request (since 2025: 1 MiB). */
+export const SQS_MAX_MESSAGE_BYTES = MIB;
+
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+
+export const sslModes = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof sslModes)[number];
+
+const databaseSchema = z
+  .object({
+    /** A libpq-style URL (local runs, tests). Mutually exclusive with `secretArn`. */
+    url: z.string().optional(),
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(1).max(65535).default(5432),
+    name: z.string().min(1).optional(),
+    /**
+     * Secrets Manager secret (RDS format: username, password, and optionally host, port,
+     * dbname). Re-read whenever PostgreSQL rejects the password, so rotation just works.
+     */
+    secretArn: z.string().regex(/^arn:aws[a-z-]*:secretsmanager:/, 'must be a Secrets Manager secret ARN').optional(),
+    /** `verify-full` checks the certificate chain and the host name against `caBundle`. */
+    sslMode: z.enum(sslModes).optional(),
+    /** PEM text of the CA bundle, or a path to a PEM file. */
+    caBundle: z.string().optional(),
+    connectTimeoutMs: z.number().int().positive().default(10_000),
+  })
+  .strict();
+
+const batchSchema = z
+  .object({
+    /** Bytes of one SQS message body. @default 256 KiB, at most 1 MiB. */
+    maxBytes: z.number().int().min(4 * KIB).max(SQS_MAX_MESSAGE_BYTES).default(256 * KIB),
+    /** Changes in one SQS message. */
+    maxChanges: z.number().int().min(1).max(100_000).default(5_000),
+    /** How long a partly filled message may wait for more changes. */
+    lingerMs: z.number().int().min(0).max(60_000).default(50),
+  })
+  .strict();
+
+export const streamerConfigSchema = z
+  .object({
+    /** Names this source in logs, metrics and (later) event sources. */
+    sourceId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lower-case letters, digits and -, at most 40').default('default'),
+    database: databaseSchema,
+    /** Tables to stream, `schema.table` (a bare name means `public`). */
+    tables: z.array(z.string()).min(1, 'list at least one table'),
+    /** Key columns for tables without a primary key or replica identity index. */
+    tableKeys: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
+    slotName: z.string().regex(SLOT_NAME, 'lower-case letters, digits and _, at most 63').optional(),
+    publicationName: z.string().min(1).max(63).optional(),
+    /** Create the publication, or add missing tables to it, when privileges allow. */
+    managePublication: z.boolean().default(true),
+    queueUrl: z.string().url().refine((u) => u.endsWith('.fifo'), 'must be a FIFO queue (its URL ends in .fifo)'),
+    /** SQS endpoint override (local emulator). */
+    sqsEndpoint: z.string().url().optional(),
+    region: z.string().default('us-east-1'),
+    /** Secrets Manager endpoint override (tests). */
+    secretsEndpoint: z.string().url().optional(),
+    /** FIFO message groups; a node always maps to the same one. */
+    partitions: z.number().int().min(1).max(4096).default(16),
+    batch: batchSchema.default(batchSchema.parse({})),
+    /** Reading pauses while this many bytes wait for SQS. */
+    maxInFlightBytes: z.number().int().min(MIB).max(1024 * MIB).default(32 * MIB),
+    /** SendMessageBatch requests in flight at once. */
+    maxConcurrentSends: z.number().int().min(1).max(64).default(8),
+    /** How often the acknowledged position is reported to PostgreSQL. */
+    statusIntervalMs: z.number().int().min(100).max(30_000).default(1_000),
+    /** SIGTERM: time to flush and acknowledge before exiting (ECS default stop timeout is 30 s). */
+    shutdownTimeoutMs: z.number().int().min(1_000).max(120_000).default(25_000),
+    metricsIntervalMs: z.number().int().min(1_000).default(60_000),
+    reconnect: z
+      .object({
+        initialDelayMs: z.number().int().min(10).default(500),
+        maxDelayMs: z.number().int().min(100).default(30_000),
+      })
+      .strict()
+      .default({ initialDelayMs: 500, maxDelayMs: 30_000 }),
+  })
+  .strict();
+
+export type StreamerConfigInput = z.input<typeof streamerConfigSchema>;
+
+export interface StreamerConfig extends Omit<z.output<typeof streamerConfigSchema>, 'tables' | 'tableKeys' | 'slotName' | 'publicationName'> {
+  tables: TableName[];
+  /** Keyed by `schema.table`. */
+  tableKeys: Map<string, string[]>;
+  slotName: string;
+  publicationName: string;
+}
+
+function issuePath(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(config)' : path.map(String).join('.');
+}
+
+/** Validate a config object; throws one ConfigError listing every problem. */
+export function parseStreamerConfig(input: unknown): StreamerConfig {
+  const result = streamerConfigSchema.safeParse(input);
+  const problems: string[] = [];
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(`${issuePath(issue.path)}: ${issue.message}`);
+  }
+  // Cross-field checks run even when the schema failed elsewhere, so one run lists everything.
+  const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+  const tables: TableName[] = [];
+  const seen = new Set<string>();
+  if (Array.isArray(raw.tables)) {
+    raw.tables.forEach((t, i) => {
+      if (typeof t !== 'string') return;
+      const parsed = parseTableName(t);
+      if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
+      else if (seen.has(tableKey(parsed))) problems.push(`tables.${i}: ${tableKey(parsed)} is listed twice`);
+      else {
+        seen.add(tableKey(parsed));
+        tables.push(parsed);
+      }
+    });
+  }
+  const tableKeys = new Map<string, string[]>();
+  if (raw.tableKeys && typeof raw.tableKeys === 'object') {
+    for (const [name, cols] of Object.entries(raw.tableKeys as Record<string, unknown>)) {
+      const parsed = parseTableName(name);
+      if (typeof parsed === 'string') problems.push(`tableKeys.${name}: ${parsed}`);
+      else if (!seen.has(tableKey(parsed))) problems.push(`tableKeys.${name}: ${tableKey(parsed)} is not in tables`);
+      else if (Array.isArray(cols)) tableKeys.set(tableKey(parsed), cols.map(String));
+    }
+  }
+  const db = (raw.database ?? {}) as Record<string, unknown>;
+  if (raw.database !== undefined) {
+    const hasUrl = typeof db.url === 'string';
+    const hasHost = typeof db.host === 'string';
+    if (hasUrl && (hasHost || db.secretArn !== undefined)) {
+      problems.push('database: give either url, or host + name + secretArn, not both');
+    } else if (!hasUrl) {
+      if (!hasHost) problems.push('database.host: required when database.url is not given');
+      if (db.name === undefined) problems.push('database.name: required when database.url is not given');
+      if (db.secretArn === undefined) problems.push('database.secretArn: required when database.url is not given');
+    } else {
+      try {
+        const u = new URL(db.url as string);
+        if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') problems.push('database.url: must start with postgres:// or postgresql://');
+      } catch {
+        problems.push('database.url: not a valid URL');
+      }
+    }
+    if ((db.sslMode === 'verify-ca' || db.sslMode === 'verify-full') && db.caBundle === undefined) {
+      problems.push(`database.caBundle: required with sslMode ${String(db.sslMode)} (PEM text or a file path)`);
+    }
+  }
+  if (result.success) {
+    const b = result.data.batch;
+    if (result.data.maxInFlightBytes < 2 * b.maxBytes) problems.push('maxInFlightBytes: must be at least twice batch.maxBytes');
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  const data = result.data;
+  return {
+    ...data,
+    tables,
+    tableKeys,
+    slotName: data.slotName ?? `pgrelay_${data.sourceId.replaceAll('-', '_')}`,
+    publicationName: data.publicationName ?? `pgrelay_${data.sourceId.replaceAll('-', '_')}`,
+  };
+}
+
+/** Environment variable names the streamer reads (the CDK construct sets them). */
+export const ENV = {
+  config: 'PGRELAY_CONFIG',
+  configFile: 'PGRELAY_CONFIG_FILE',
+  databaseUrl: 'PGRELAY_DATABASE_URL',
+  queueUrl: 'PGRELAY_QUEUE_URL',
+  tables: 'PGRELAY_TABLES',
+  sqsEndpoint: 'PGRELAY_SQS_ENDPOINT',
+  region: 'AWS_REGION',
+} as const;
+
+/**
+ * Build the config from the environment: a JSON document (PGRELAY_CONFIG, or the file named
+ * by PGRELAY_CONFIG_FILE) with single settings layered on top by their own variables.
+ */
+export function parseStreamerEnv(env: Record<string, string | undefined>): StreamerConfig {
+  let doc: Record<string, unknown> = {};
+  const problems: string[] = [];
+  const text = env[ENV.config] ?? (env[ENV.configFile] ? readConfigFile(env[ENV.configFile] as string, problems) : undefined);
+  if (text !== undefined) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) problems.push(`${ENV.config}: must be a JSON object`);
+      else doc = parsed as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`${env[ENV.config] !== undefined ? ENV.config : ENV.configFile}: not valid JSON (${(err as Error).message})`);
+    }
+  }
+  if (env[ENV.databaseUrl]) doc.database = { ...((doc.database as object) ?? {}), url: env[ENV.databaseUrl] };
+  if (env[ENV.queueUrl]) doc.queueUrl = env[ENV.queueUrl];
+  if (env[ENV.tables]) doc.tables = (env[ENV.tables] as string).split(',').map((t) => t.trim()).filter(Boolean);
+  if (env[ENV.sqsEndpoint]) doc.sqsEndpoint = env[ENV.sqsEndpoint];
+  if (env[ENV.region] && doc.region === undefined) doc.region = env[ENV.region];
+  try {
+    const config = parseStreamerConfig(doc);
+    if (problems.length > 0) throw new ConfigError(problems);
+    return config;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError([...problems, ...err.problems]);
+    throw err;
+  }
+}
+
+function readConfigFile(path: string, problems: string[]): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`${ENV.configFile}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Groups serialized changes by partition into SQS message bodies. A message closes when
+ * the next change would push it past `maxBytes`, when it holds `maxChanges`, or when it
+ * has waited `lingerMs` (checked by `flushDue`). Each message remembers which transaction
+ * markers its changes belong to, so the checkpoint learns exactly what SQS accepted.
+ */
+import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
+import { DeliveryError } from '#core/errors.ts';
+import { positionKey } from '#core/position.ts';
+import type { TxMarker } from './checkpoint.ts';
+
+export interface OutgoingMessage {
+  partition: number;
+  body: string;
+  bytes: number;
+  changes: number;
+  /** Markers in order, each with how many of this message's changes belong to it. */
+  markers: TxMarker[];
+  counts: number[];
+  /** Derived from the first and last position it carries: the same content, the same id. */
+  deduplicationId: string;
+}
+
+interface OpenBatch {
+  parts: string[];
+  bytes: number;
+  markers: TxMarker[];
+  counts: number[];
+  firstPosition: string;
+  lastPosition: string;
+  openedAt: number;
+}
+
+export interface BatcherOptions {
+  partitions: number;
+  maxBytes: number;
+  maxChanges: number;
+  lingerMs: number;
+}
+
+const CLOSE = ']}';
+
+export class Batcher {
+  private readonly open: (OpenBatch | undefined)[];
+  private readonly prefixes: string[];
+  private readonly prefixBytes: number[];
+  /** Bytes held in open batches. */
+  bufferedBytes = 0;
+
+  constructor(
+    private readonly opts: BatcherOptions,
+    private readonly emit: (msg: OutgoingMessage) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.open = new Array(opts.partitions).fill(undefined);
+    this.prefixes = Array.from({ length: opts.partitions }, (_, p) => `{"v":1,"partition":${p},"changes":[`);
+    this.prefixBytes = this.prefixes.map((s) => s.length);
+  }
+
+  add(partition: number, json: string, marker: TxMarker, commitLsn: bigint, seq: number): void {
+    const size = Buffer.byteLength(json, 'utf8');
+    const envelope = (this.prefixBytes[partition] as number) + CLOSE.length;
+    if (size + envelope > SQS_MAX_MESSAGE_BYTES) {
+      throw new DeliveryError(
+        'CHANGE_TOO_LARGE',
+        `a change of ${size} bytes at position ${positionKey(commitLsn, seq)} does not fit in one SQS message (${SQS_MAX_MESSAGE_BYTES} bytes); nothing was acknowledged`,
+      );
+    }
+    let batch = this.open[partition];
+    if (batch && (batch.bytes + 1 + size > this.opts.maxBytes || batch.parts.length >= this.opts.maxChanges)) {
+      this.close(partition);
+      batch = undefined;
+    }
+    const position = positionKey(commitLsn, seq);
+    if (!batch) {
+      // A change larger than maxBytes (but within SQS's limit) travels alone.
+      batch = { parts: [], bytes: envelope, markers: [], counts: [], firstPosition: position, lastPosition: position, openedAt: this.now() };
+      this.open[partition] = batch;
+    } else {
+      batch.bytes += 1; // the comma
+      this.bufferedBytes += 1;
+    }
+    batch.parts.push(json);
+    batch.bytes += size;
+    this.bufferedBytes += size;
+    batch.lastPosition = position;
+    const last = batch.markers.length - 1;
+    if (last >= 0 && batch.markers[last] === marker) batch.counts[last] = (batch.counts[last] as number) + 1;
+    else {
+      batch.markers.push(marker);
+      batch.counts.push(1);
+    }
+    marker.pending++;
+    if (batch.parts.length >= this.opts.maxChanges || batch.bytes >= this.opts.maxBytes) this.close(partition);
+  }
+
+  /** Close batches that have waited `lingerMs`. */
+  flushDue(): void {
+    const deadline = this.now() - this.opts.lingerMs;
+    for (let p = 0; p < this.open.length; p++) {
+      const b = this.open[p];
+      if (b && b.openedAt <= deadline) this.close(p);
+    }
+  }
+
+  flushAll(): void {
+    for (let p = 0; p < this.open.length; p++) if (this.open[p]) this.close(p);
+  }
+
+  get openBatches(): number {
+    return this.open.reduce((n, b) => n + (b ? 1 : 0), 0);
+  }
+
+  private close(partition: number): void {
+    const b = this.open[partition];
+    if (!b) return;
+    this.open[partition] = undefined;
+    this.bufferedBytes -= b.bytes - (this.prefixBytes[partition] as number) - CLOSE.length;
+    this.emit({
+      partition,
+      body: this.prefixes[partition] + b.parts.join(',') + CLOSE,
+      bytes: b.bytes,
+      changes: b.parts.length,
+      markers: b.markers,
+      counts: b.counts,
+      deduplicationId: `${partition}.${b.firstPosition}.${b.lastPosition}`,
+    });
+  }
+}

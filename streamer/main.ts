@@ -1,0 +1,86 @@
+/**
+ * The streamer process: `pgrelay run` in ECS, or `tsx streamer/main.ts` locally.
+ * Config is parsed once here; nothing below reads process.env.
+ */
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { parseStreamerEnv, type StreamerConfig } from '#core/config.ts';
+import { ConfigError, describeError } from '#core/errors.ts';
+import { ConnectionProvider, secretsManagerSource } from './connection.ts';
+import { createLogger, type Logger } from './log.ts';
+import { Streamer } from './streamer.ts';
+
+export function sqsClientFor(config: StreamerConfig, env: Record<string, string | undefined>): SQSClient {
+  const local = config.sqsEndpoint !== undefined && !env.AWS_ACCESS_KEY_ID;
+  return new SQSClient({
+    region: config.region,
+    ...(config.sqsEndpoint ? { endpoint: config.sqsEndpoint } : {}),
+    // An emulator accepts any signature; never pick up a developer's real credentials for it.
+    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+    // Our sink retries forever with its own backoff and logging; the SDK tries twice.
+    maxAttempts: 2,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+  });
+}
+
+export async function main(env: Record<string, string | undefined> = process.env): Promise<number> {
+  let config: StreamerConfig;
+  try {
+    config = parseStreamerEnv(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      createLogger().error('invalid configuration', { problems: err.problems });
+      return 2;
+    }
+    throw err;
+  }
+  const log: Logger = createLogger({ base: { source: config.sourceId } });
+  const connections = new ConnectionProvider(
+    config.database,
+    config.database.secretArn ? secretsManagerSource(config.region, config.secretsEndpoint) : undefined,
+  );
+  const streamer = new Streamer({
+    config,
+    log,
+    sqs: sqsClientFor(config, env),
+    connections,
+    writeMetrics: (line) => process.stdout.write(`${line}\n`),
+  });
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (streamer.isStopping) return;
+    // Past the flush budget, leave: whatever is unacknowledged is streamed again next start.
+    setTimeout(() => {
+      log.error('shutdown took too long; exiting without further acknowledgement', { signal });
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 3_000).unref();
+    void streamer.stop(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  const started = performance.now();
+  try {
+    await streamer.run();
+    log.info('stopped', { ...streamer.stats(), uptimeMs: Math.round(performance.now() - started) });
+    return 0;
+  } catch (err) {
+    log.error('stopped on error; nothing after the last acknowledged position was confirmed', {
+      error: describeError(err),
+      ...streamer.stats(),
+    });
+    return 1;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`pgrelay: ${describeError(err).message}\n`);
+      process.exit(1);
+    },
+  );
+}
