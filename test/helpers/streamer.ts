@@ -1,0 +1,113 @@
+/**
+ * Runs the real streamer against the suite's PostgreSQL and SQS emulator: in-process for
+ * introspection, or as a child process for crash tests (kill -9) and signal handling.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { changeBatch, type ChangeEvent } from '#core/change-event.ts';
+import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
+import { ConnectionProvider } from '#streamer/connection.ts';
+import { createLogger } from '#streamer/log.ts';
+import { sqsClientFor } from '#streamer/main.ts';
+import { Streamer } from '#streamer/streamer.ts';
+import { receiveUntil, type ReceivedMessage } from './sqs.ts';
+import { waitFor } from './wait.ts';
+
+export interface RunningStreamer {
+  streamer: Streamer;
+  /** Settles when run() ends. */
+  done: Promise<void>;
+  logs: Record<string, unknown>[];
+  metrics: Record<string, unknown>[];
+  /** Resolves once the replication stream has started (the slot exists from then on). */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function streamerConfig(input: Partial<StreamerConfigInput> & { dbUrl: string; queueUrl: string; sqsEndpoint: string; tables: string[] }): StreamerConfigInput {
+  const { dbUrl, ...rest } = input;
+  return {
+    database: { url: dbUrl },
+    batch: { lingerMs: 20 },
+    statusIntervalMs: 200,
+    reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+    ...rest,
+  };
+}
+
+export function startStreamer(input: StreamerConfigInput, opts: { sqs?: SQSClient; sqsRetry?: { initialMs: number; maxMs: number } } = {}): RunningStreamer {
+  const config = parseStreamerConfig(input);
+  const logs: Record<string, unknown>[] = [];
+  const metrics: Record<string, unknown>[] = [];
+  const log = createLogger({ level: 'debug', write: (line) => logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const streamer = new Streamer({
+    config,
+    log,
+    sqs: opts.sqs ?? sqsClientFor(config, {}),
+    connections: new ConnectionProvider(config.database),
+    writeMetrics: (line) => metrics.push(JSON.parse(line) as Record<string, unknown>),
+    sqsRetry: opts.sqsRetry ?? { initialMs: 20, maxMs: 300 },
+  });
+  const done = streamer.run();
+  done.catch(() => {});
+  const ready = Promise.race([
+    waitFor(() => logs.some((l) => l.msg === 'streaming'), { timeoutMs: 30_000, message: 'streamer did not start streaming' }),
+    done.then(() => {
+      throw new Error(`streamer ended before streaming: ${JSON.stringify(logs.slice(-3))}`);
+    }),
+  ]);
+  ready.catch(() => {});
+  return {
+    streamer,
+    done,
+    ready,
+    logs,
+    metrics,
+    async stop() {
+      await streamer.stop('test');
+      await done;
+    },
+  };
+}
+
+/** The streamer as a separate process (`tsx streamer/main.ts`), configured by PGRELAY_CONFIG. */
+export function spawnStreamer(input: StreamerConfigInput): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'streamer/main.ts'], {
+    cwd: root,
+    env: { ...process.env, PGRELAY_CONFIG: JSON.stringify(input), AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+export interface ReceivedChange extends ChangeEvent {
+  partition: number;
+  groupId: string;
+}
+
+/** Parse received messages into changes, checking each body against the ChangeBatch schema. */
+export function changesOf(messages: ReceivedMessage[]): ReceivedChange[] {
+  const out: ReceivedChange[] = [];
+  for (const m of messages) {
+    const batch = changeBatch.parse(JSON.parse(m.body));
+    for (const c of batch.changes) out.push({ ...c, partition: batch.partition, groupId: m.groupId ?? '' });
+  }
+  return out;
+}
+
+/** Receive until `predicate` holds on the parsed changes. */
+export async function receiveChanges(
+  client: SQSClient,
+  queueUrl: string,
+  predicate: (changes: ReceivedChange[]) => boolean,
+  timeoutMs = 20_000,
+): Promise<ReceivedChange[]> {
+  const messages = await receiveUntil(client, queueUrl, (ms) => predicate(changesOf(ms)), timeoutMs);
+  return changesOf(messages);
+}
