@@ -3,8 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // Integration files each start their own PostgreSQL and SQS emulator; two cores
-    // do not gain from more than two at once.
+    // One PostgreSQL and one SQS emulator serve the run (global setup); files isolate by
+    // database and queue. Two cores do not gain from more than two files at once.
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -47,8 +47,10 @@ export async function startProxy(targetHost: string, targetPort: number): Promis
   const forward = (pair: Pair): void => {
     const upstream = net.connect({ host: targetHost, port: targetPort });
     pair.upstream = upstream;
-    upstream.on('error', () => reset(pair.client));
-    upstream.on('close', () => pair.client.destroy());
+    // A clean close passes on as a FIN after pending bytes (a server's last error message must
+    // reach the client); a failed one as a reset.
+    upstream.on('close', (hadError) => (hadError ? reset(pair.client) : pair.client.end()));
+    upstream.on('error', swallow);
     pair.client.pipe(upstream);
     upstream.pipe(pair.client);
   };
@@ -72,9 +74,10 @@ export async function startProxy(targetHost: string, targetPort: number): Promis
     }
     const pair: Pair = { client, upstream: undefined };
     pairs.add(pair);
-    client.on('close', () => {
+    client.on('close', (hadError) => {
       pairs.delete(pair);
-      pair.upstream?.destroy();
+      if (hadError) reset(pair.upstream);
+      else pair.upstream?.end();
     });
     if (mode === 'silent') mute(pair);
     else forward(pair);
