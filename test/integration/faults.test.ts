@@ -1,0 +1,220 @@
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseLsn, positionKey } from '#core/position.ts';
+import { readSlot } from '#streamer/source.ts';
+import { startProxy } from '#test/helpers/net-proxy.ts';
+import { testDatabase, withClient } from '#test/helpers/postgres.ts';
+import { receiveUntil, testFifoQueue, type ReceivedMessage } from '#test/helpers/sqs.ts';
+import { changesOf, spawnStreamer, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { waitFor } from '#test/helpers/wait.ts';
+
+type Db = Awaited<ReturnType<typeof testDatabase>>;
+type Queue = { endpoint: string; queueUrl: string; client: SQSClient };
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(hint: string, ddl: string): Promise<{ db: Db; queue: Queue }> {
+  const db = await testDatabase(hint);
+  const queue = await testFifoQueue(hint);
+  cleanups.push(async () => {
+    queue.client.destroy();
+    await db.drop();
+  });
+  await withClient(db.url, (c) => c.query(ddl));
+  return { db, queue };
+}
+
+function run(cfg: Parameters<typeof streamerConfig>[0], opts?: Parameters<typeof startStreamer>[1]): RunningStreamer {
+  const r = startStreamer(streamerConfig(cfg), opts);
+  cleanups.push(() => r.stop());
+  return r;
+}
+
+const currentLsn = (url: string) => withClient(url, async (c) => parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l));
+const confirmedLsn = (url: string, slot = 'pgrelay_default') => withClient(url, async (c) => (await readSlot(c, slot))?.confirmedFlushLsn ?? 0n);
+const posKey = (c: ReceivedChange) => positionKey(parseLsn(c.position.commitLsn), c.position.seq);
+
+/** First occurrence of each position, in receive order (duplicates after a crash dropped). */
+function firstOccurrences(changes: ReceivedChange[]): ReceivedChange[] {
+  const seen = new Set<string>();
+  return changes.filter((c) => (seen.has(posKey(c)) ? false : (seen.add(posKey(c)), true)));
+}
+
+function expectOrderPerNode(changes: ReceivedChange[]): void {
+  const last = new Map<string, string>();
+  for (const c of changes) {
+    const node = `${c.table}:${JSON.stringify(c.key)}`;
+    const prev = last.get(node);
+    if (prev !== undefined) expect(posKey(c) > prev, `${node}: ${posKey(c)} after ${prev}`).toBe(true);
+    last.set(node, posKey(c));
+  }
+}
+
+describe('faults', () => {
+  it('kill -9 between send and acknowledge, restart: every change present, order per node intact', async () => {
+    const { db, queue } = await setup('crash', 'CREATE TABLE acc (id int PRIMARY KEY, v int)');
+    const config = streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['acc'], partitions: 4 });
+    // A long status interval keeps the window between SQS acceptance and acknowledgement open.
+    const first = spawnStreamer({ ...config, statusIntervalMs: 30_000 });
+    cleanups.push(async () => {
+      first.child.kill('SIGKILL');
+      await first.exited;
+    });
+    await waitFor(() => first.output().includes('"msg":"streaming"'), { timeoutMs: 30_000, message: 'first streamer streaming' });
+    await withClient(db.url, (c) => c.query('INSERT INTO acc SELECT g, 0 FROM generate_series(1, 20) g'));
+    const rounds = 30;
+    let written = 0;
+    const writer = withClient(db.url, async (c) => {
+      for (let r = 1; r <= rounds; r++) {
+        await c.query('UPDATE acc SET v = $1', [r]);
+        written = r;
+      }
+    });
+    const received: ReceivedMessage[] = [];
+    // Kill once SQS holds part of the stream, while the writer may still be going.
+    received.push(...(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 100, 30_000)));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const lastSent = changesOf(received).reduce((max, c) => (parseLsn(c.tx.commitLsn) > max ? parseLsn(c.tx.commitLsn) : max), 0n);
+    expect(await confirmedLsn(db.url)).toBeLessThan(lastSent); // the kill fell inside the unacknowledged window
+    await writer;
+    expect(written).toBe(rounds);
+
+    const second = spawnStreamer(config);
+    cleanups.push(async () => {
+      second.child.kill('SIGTERM');
+      await second.exited;
+    });
+    const total = 20 + 20 * rounds;
+    received.push(
+      ...(await receiveUntil(queue.client, queue.queueUrl, (ms) => new Set(changesOf([...received, ...ms]).map(posKey)).size >= total, 30_000)),
+    );
+    const all = changesOf(received);
+    const unique = firstOccurrences(all);
+    expect(unique).toHaveLength(total);
+    expectOrderPerNode(unique);
+    // Each node saw v = 1..rounds in order, with no gap.
+    for (let id = 1; id <= 20; id++) {
+      const values = unique.filter((c) => c.op === 'update' && c.key?.id === id).map((c) => c.after?.v);
+      expect(values).toEqual(Array.from({ length: rounds }, (_, i) => i + 1));
+    }
+    // Duplicates, if any, are exact repeats of an earlier position.
+    expect(all.length).toBeGreaterThanOrEqual(unique.length);
+  });
+
+  it('SIGTERM flushes, acknowledges and exits 0; a restart re-sends nothing', async () => {
+    const { db, queue } = await setup('sigterm', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const config = streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
+    // Status reports and linger are long: only the shutdown path can flush and acknowledge in time.
+    const child = spawnStreamer({ ...config, statusIntervalMs: 30_000, batch: { lingerMs: 60_000 } });
+    cleanups.push(async () => {
+      child.child.kill('SIGKILL');
+      await child.exited;
+    });
+    await waitFor(() => child.output().includes('"msg":"streaming"'), { timeoutMs: 30_000 });
+    await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 50)'));
+    const lastCommit = await currentLsn(db.url);
+    const t0 = performance.now();
+    // Wait until the streamer has read the transaction (it sits in the lingering batch).
+    await waitFor(async () => (await withClient(db.url, (c) => c.query<{ sent: string | null }>(`SELECT sent_lsn::text AS sent FROM pg_stat_replication`))).rows.some((r) => r.sent !== null && parseLsn(r.sent) >= lastCommit));
+    child.child.kill('SIGTERM');
+    expect(await child.exited).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(25_000);
+    expect(child.output()).toContain('"msg":"stopped"');
+    const received = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 50));
+    expect(received).toHaveLength(50);
+    expect(await confirmedLsn(db.url)).toBeGreaterThanOrEqual(parseLsn(received[0]!.tx.commitLsn));
+
+    const again = run(config);
+    await again.ready;
+    await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (999)'));
+    const after = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).some((c) => c.key?.id === 999)));
+    expect(after.map((c) => c.key?.id)).toEqual([999]);
+  });
+
+  it('SQS unreachable: retries, pauses reading at the in-flight limit, acknowledges nothing unsent, then delivers everything', async () => {
+    const { db, queue } = await setup('sqsdown', 'CREATE TABLE blobs (id int PRIMARY KEY, body text)');
+    const proxy = await startProxy('127.0.0.1', Number(new URL(queue.endpoint).port));
+    cleanups.push(() => proxy.close());
+    const maxInFlight = 1024 * 1024;
+    const r = run({
+      dbUrl: db.url,
+      queueUrl: queue.queueUrl,
+      sqsEndpoint: `http://127.0.0.1:${proxy.port}`,
+      tables: ['blobs'],
+      partitions: 4,
+      maxInFlightBytes: maxInFlight,
+      batch: { maxBytes: 64 * 1024, lingerMs: 10 },
+    });
+    await r.ready;
+    const start = await confirmedLsn(db.url);
+    proxy.block();
+    // ~4 MB of changes: four times the in-flight limit.
+    await withClient(db.url, async (c) => {
+      for (let i = 0; i < 40; i++) await c.query(`INSERT INTO blobs SELECT g, repeat(md5(g::text), 32) FROM generate_series($1::int * 100 + 1, $1::int * 100 + 100) g`, [i]);
+    });
+    const end = await currentLsn(db.url);
+    await waitFor(() => r.streamer.stats().paused && r.streamer.stats().failedRequests > 0, { timeoutMs: 20_000, message: 'reading paused while SQS is down' });
+    let peak = 0;
+    for (let i = 0; i < 20; i++) {
+      peak = Math.max(peak, r.streamer.stats().inFlightBytes);
+      await waitFor(() => r.streamer.stats().failedRequests > i, { timeoutMs: 10_000 });
+    }
+    expect(peak).toBeGreaterThan(maxInFlight / 2);
+    expect(peak).toBeLessThan(maxInFlight * 1.5); // bounded: the limit plus at most one socket read
+    expect(await confirmedLsn(db.url)).toBeLessThan(end);
+    expect(r.logs.some((l) => l.msg === 'sqs send failed, retrying')).toBe(true);
+
+    proxy.unblock();
+    const changes = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 4000, 60_000));
+    expect(new Set(changes.map((c) => c.key?.id)).size).toBe(4000);
+    await waitFor(async () => (await confirmedLsn(db.url)) >= end - 1n && (await confirmedLsn(db.url)) > start, { timeoutMs: 20_000, message: 'slot confirmed to the end' });
+  });
+
+  it('reconnects after the replication connection is killed and loses nothing', async () => {
+    const { db, queue } = await setup('reconnect', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
+    await r.ready;
+    await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 100)'));
+    await withClient(db.url, (c) => c.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'pgrelay_default' AND active`));
+    await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(101, 200)'));
+    await waitFor(() => r.streamer.stats().sessions >= 2, { timeoutMs: 20_000, message: 'a second session' });
+    await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(201, 300)'));
+    const changes = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => new Set(changesOf(ms).map((c) => c.key?.id)).size >= 300, 30_000));
+    expect(new Set(changes.map((c) => c.key?.id)).size).toBe(300);
+    expect(r.logs.some((l) => l.msg === 'replication connection lost; delivering what was read, then reconnecting')).toBe(true);
+  });
+
+  it('waits with a clear log line while another process holds the slot, then takes over', async () => {
+    const { db, queue } = await setup('slotheld', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const cfg = { dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 1 };
+    const a = run(cfg);
+    await a.ready;
+    const b = run(cfg);
+    await waitFor(() => b.logs.some((l) => l.msg === 'replication slot is in use by another process; waiting for it to be released'), { timeoutMs: 20_000 });
+    await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
+    await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 1);
+    await a.stop();
+    await waitFor(() => b.streamer.stats().sessions >= 2 && b.logs.filter((l) => l.msg === 'streaming').length > b.logs.filter((l) => String(l.msg).startsWith('replication slot is in use')).length, { timeoutMs: 20_000 });
+    await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (2)'));
+    const changes = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).some((c) => c.key?.id === 2), 20_000));
+    expect(changes.map((c) => c.key?.id)).toContain(2);
+  });
+
+  it("advances an idle slot's confirmed_flush_lsn while an unpublished table takes writes", async () => {
+    const { db, queue } = await setup('idle', 'CREATE TABLE published (id int PRIMARY KEY); CREATE TABLE busy (id serial PRIMARY KEY, payload text)');
+    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['published'], partitions: 1 });
+    await r.ready;
+    const start = await confirmedLsn(db.url);
+    await withClient(db.url, async (c) => {
+      for (let i = 0; i < 50; i++) await c.query(`INSERT INTO busy (payload) SELECT repeat('x', 500) FROM generate_series(1, 100)`);
+    });
+    const afterWrites = await currentLsn(db.url);
+    expect(afterWrites - start).toBeGreaterThan(1_000_000n);
+    await waitFor(async () => (await confirmedLsn(db.url)) >= afterWrites, { timeoutMs: 20_000, message: 'idle slot confirmed past the foreign writes' });
+    expect(r.streamer.stats().changes).toBe(0);
+  });
+});
