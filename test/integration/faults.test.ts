@@ -5,7 +5,7 @@ import { readSlot } from '#streamer/source.ts';
 import { startProxy } from '#test/helpers/net-proxy.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { receiveUntil, testFifoQueue, type ReceivedMessage } from '#test/helpers/sqs.ts';
-import { changesOf, spawnStreamer, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { changesOf, slotNameFor, spawnStreamer, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
 import { waitFor } from '#test/helpers/wait.ts';
 
 type Db = Awaited<ReturnType<typeof testDatabase>>;
@@ -34,7 +34,7 @@ function run(cfg: Parameters<typeof streamerConfig>[0], opts?: Parameters<typeof
 }
 
 const currentLsn = (url: string) => withClient(url, async (c) => parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l));
-const confirmedLsn = (url: string, slot = 'pgrelay_default') => withClient(url, async (c) => (await readSlot(c, slot))?.confirmedFlushLsn ?? 0n);
+const confirmedLsn = (url: string) => withClient(url, async (c) => (await readSlot(c, slotNameFor(url)))?.confirmedFlushLsn ?? 0n);
 const posKey = (c: ReceivedChange) => positionKey(parseLsn(c.position.commitLsn), c.position.seq);
 
 /** First occurrence of each position, in receive order (duplicates after a crash dropped). */
@@ -128,7 +128,8 @@ describe('faults', () => {
     expect(received).toHaveLength(50);
     expect(await confirmedLsn(db.url)).toBeGreaterThanOrEqual(parseLsn(received[0]!.tx.commitLsn));
 
-    const again = run(config);
+    const again = startStreamer(config);
+    cleanups.push(() => again.stop());
     await again.ready;
     await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (999)'));
     const after = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).some((c) => c.key?.id === 999)));
@@ -179,7 +180,7 @@ describe('faults', () => {
     const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
     await r.ready;
     await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 100)'));
-    await withClient(db.url, (c) => c.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'pgrelay_default' AND active`));
+    await withClient(db.url, (c) => c.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '${slotNameFor(db.url)}' AND active`));
     await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(101, 200)'));
     await waitFor(() => r.streamer.stats().sessions >= 2, { timeoutMs: 20_000, message: 'a second session' });
     await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(201, 300)'));

@@ -1,0 +1,105 @@
+/**
+ * Each measured reader runs in its own Node process, so its peak RSS is its own and no other
+ * work shares its event loop. A child gets its job as JSON in argv[2] and answers with one JSON
+ * line on stdout (the last line); anything else it has to say goes to stderr.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Children still running, so a failure or Ctrl-C can end them (by their own pid only). */
+export const liveChildren = new Set<ChildProcess>();
+
+export interface ChildOptions {
+  /** Killed (SIGKILL) after this long. */
+  timeoutMs: number;
+  /** Node flags before `--import tsx`, e.g. `--cpu-prof`. */
+  nodeFlags?: string[];
+  env?: Record<string, string | undefined>;
+}
+
+/** Runs `node --import tsx <script> <job JSON>` and returns the JSON it printed last. */
+export async function runTsChild<T>(script: string, job: unknown, opts: ChildOptions): Promise<T> {
+  const args = [...(opts.nodeFlags ?? []), '--import', 'tsx', script, JSON.stringify(job)];
+  const { stdout, stderr, code, signal } = await runProcess(process.execPath, args, { ...opts, cwd: BENCH_ROOT });
+  const lastLine = stdout.trim().split('\n').pop() ?? '';
+  if (code !== 0) {
+    throw new Error(`${script} exited with ${signal ?? code}:\n${tail(stderr)}\n${tail(stdout)}`);
+  }
+  try {
+    return JSON.parse(lastLine) as T;
+  } catch {
+    throw new Error(`${script} printed no JSON result:\n${tail(stdout)}\n${tail(stderr)}`);
+  }
+}
+
+export interface ProcessResult {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export function runProcess(
+  file: string,
+  args: string[],
+  opts: ChildOptions & { cwd?: string },
+): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      cwd: opts.cwd ?? BENCH_ROOT,
+      env: { ...process.env, ...opts.env },
+      // stdin stays an open pipe: a child can notice that the bench died (its stdin ends).
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    liveChildren.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-64_000)));
+    const timer = setTimeout(() => {
+      stderr += `\n[bench] killed after ${opts.timeoutMs} ms`;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      resolve({ stdout, stderr, code, signal });
+    });
+  });
+}
+
+/** Child side: print the result line and exit (stdout to a pipe is synchronous on Linux). */
+export function finish(result: unknown, code = 0): never {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(code);
+}
+
+/** Child side: the job the parent passed. */
+export function jobOf<T>(): T {
+  const text = process.argv[2];
+  if (!text) throw new Error('usage: node --import tsx <script> <job JSON>');
+  return JSON.parse(text) as T;
+}
+
+/** Child side: exit when the parent goes away (its end of our stdin closes). */
+export function exitWithParent(): void {
+  process.stdin.on('end', () => process.exit(3));
+  process.stdin.on('error', () => process.exit(3));
+  process.stdin.resume();
+}
+
+/** Peak resident set size of this process so far, in MiB. */
+export function peakRssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+function tail(text: string, lines = 30): string {
+  return text.trim().split('\n').slice(-lines).join('\n');
+}

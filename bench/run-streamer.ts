@@ -1,0 +1,129 @@
+/**
+ * Child process: the real streamer (config → ConnectionProvider → Streamer) draining one slot,
+ * either into a sink that accepts every SendMessageBatch at once (`discard`: the pipeline's own
+ * cost) or into the SQS emulator (`sqs`).
+ *
+ * Done means: at least `expectedChanges` decoded AND the confirmed LSN at or past `endLsn`, the
+ * end LSN of the backlog's last commit. The checkpoint confirms a commit's end LSN only after
+ * SQS accepted every change at or before it, so that moment is exactly "everything delivered and
+ * acknowledgeable" — no waiting for keepalives, which the server sends only when idle.
+ * The clock runs from `streamer.run()` (connecting and preparing the source included) to then.
+ */
+import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
+import { parseLsn } from '#core/position.ts';
+import { ConnectionProvider } from '#streamer/connection.ts';
+import { createLogger } from '#streamer/log.ts';
+import { sqsClientFor } from '#streamer/main.ts';
+import { Streamer } from '#streamer/streamer.ts';
+import { exitWithParent, finish, jobOf, peakRssMb } from './child.ts';
+import { startProfiler, type ProfileSummary } from './profile.ts';
+
+export type SinkKind = 'discard' | 'sqs';
+
+export interface StreamerJob {
+  config: StreamerConfigInput;
+  sink: SinkKind;
+  expectedChanges: number;
+  endLsn: string;
+  /** Write a CPU profile (source-mapped to the .ts files) here. */
+  profilePath?: string;
+}
+
+export interface StreamerResult {
+  sink: SinkKind;
+  changes: number;
+  seconds: number;
+  /** From run() to the 'streaming' log line: connect, source checks, type catalog. */
+  setupSeconds: number;
+  peakRssMb: number;
+  maxInFlightMb: number;
+  pausedSamples: number;
+  samples: number;
+  messages: number;
+  requests: number;
+  bodyMb: number;
+  confirmedLsn: string;
+  profile?: ProfileSummary;
+}
+
+const POLL_MS = 5;
+
+/** An SQS client whose SendMessageBatch succeeds at once for every entry. */
+function discardClient(): SQSClient {
+  let messageIds = 0;
+  const client = {
+    send: async (command: SendMessageBatchCommand) => {
+      const entries = command.input.Entries ?? [];
+      return {
+        $metadata: {},
+        Successful: entries.map((e) => ({ Id: e.Id, MessageId: String(++messageIds), MD5OfMessageBody: '' })),
+        Failed: [],
+      };
+    },
+    destroy: () => undefined,
+  };
+  return client as unknown as SQSClient;
+}
+
+async function main(): Promise<void> {
+  exitWithParent();
+  const job = jobOf<StreamerJob>();
+  const config = parseStreamerConfig(job.config);
+  const endLsn = parseLsn(job.endLsn);
+  const sqs = job.sink === 'discard' ? discardClient() : sqsClientFor(config, {});
+  let streamingAt = 0;
+  const log = createLogger({
+    level: 'info',
+    write: (line) => {
+      if (streamingAt === 0 && line.includes('"msg":"streaming"')) streamingAt = performance.now();
+      if (!line.includes('"level":"info"')) process.stderr.write(`${line}\n`);
+    },
+  });
+  const streamer = new Streamer({ config, log, sqs, connections: new ConnectionProvider(config.database) });
+  const profiler = job.profilePath ? await startProfiler() : undefined;
+
+  const started = performance.now();
+  const running = streamer.run();
+  let maxInFlight = 0;
+  let pausedSamples = 0;
+  let samples = 0;
+  const finished = await new Promise<number>((resolve, reject) => {
+    running.then(() => reject(new Error('streamer stopped before the backlog was delivered')), reject);
+    const timer = setInterval(() => {
+      const s = streamer.stats();
+      samples++;
+      if (s.inFlightBytes > maxInFlight) maxInFlight = s.inFlightBytes;
+      if (s.paused) pausedSamples++;
+      if (s.changes >= job.expectedChanges && parseLsn(s.confirmedLsn) >= endLsn) {
+        clearInterval(timer);
+        resolve(performance.now());
+      }
+    }, POLL_MS);
+  });
+  const profile = profiler ? await profiler.stop(job.profilePath as string) : undefined;
+  const stats = streamer.stats();
+  const result: StreamerResult = {
+    sink: job.sink,
+    changes: stats.changes,
+    seconds: (finished - started) / 1000,
+    setupSeconds: streamingAt > 0 ? (streamingAt - started) / 1000 : 0,
+    peakRssMb: peakRssMb(),
+    maxInFlightMb: maxInFlight / 2 ** 20,
+    pausedSamples,
+    samples,
+    messages: stats.messages,
+    requests: stats.requests,
+    bodyMb: stats.bytes / 2 ** 20,
+    confirmedLsn: stats.confirmedLsn,
+    ...(profile ? { profile } : {}),
+  };
+  await streamer.stop('bench done');
+  await running.catch(() => undefined);
+  finish(result);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`run-streamer: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
