@@ -22,8 +22,8 @@ CREATE TABLE orders (
   note text
 );
 CREATE TABLE big_items (id bigint PRIMARY KEY, qty int NOT NULL, label text NOT NULL);
-CREATE PUBLICATION ${ORDERS_PUBLICATION} FOR TABLE orders;
-CREATE PUBLICATION ${BIG_PUBLICATION} FOR TABLE big_items;
+CREATE PUBLICATION ${ORDERS_PUBLICATION} FOR TABLE orders WITH (publish_via_partition_root = true);
+CREATE PUBLICATION ${BIG_PUBLICATION} FOR TABLE big_items WITH (publish_via_partition_root = true);
 
 CREATE PROCEDURE bench_backlog(insert_txs int, update_txs int, delete_txs int, rows_per_tx int)
 LANGUAGE plpgsql AS $$

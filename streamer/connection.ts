@@ -27,8 +27,12 @@ export interface SecretSource {
   getSecretString(arn: string): Promise<string>;
 }
 
-export function secretsManagerSource(region: string, endpoint?: string): SecretSource {
-  const client = new SecretsManagerClient({ region, ...(endpoint ? { endpoint } : {}), maxAttempts: 3 });
+export function secretsManagerSource(
+  region: string,
+  endpoint?: string,
+  credentials?: { accessKeyId: string; secretAccessKey: string },
+): SecretSource {
+  const client = new SecretsManagerClient({ region, maxAttempts: 3, ...(endpoint ? { endpoint } : {}), ...(credentials ? { credentials } : {}) });
   return {
     async getSecretString(arn) {
       const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));

@@ -17,6 +17,8 @@ export interface TableInfo {
   table: string;
   /** Key columns in key order. */
   keyColumns: string[];
+  /** A partitioned table: its partitions' changes must be published under its name. */
+  partitioned?: boolean;
 }
 
 /** The pipeline side of the decoder: transaction boundaries and serialized changes. */

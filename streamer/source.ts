@@ -126,13 +126,19 @@ export async function resolveTables(client: Client, config: StreamerConfig): Pro
       );
       continue;
     }
-    tables.set(ref, { schema: t.schema, table: t.table, keyColumns });
+    tables.set(ref, { schema: t.schema, table: t.table, keyColumns, partitioned: row.relkind === 'p' });
   }
   problems.throwIfAny();
   return tables;
 }
 
-export async function ensurePublication(client: Client, config: StreamerConfig, serverVersion: number, log: Logger): Promise<void> {
+export async function ensurePublication(
+  client: Client,
+  config: StreamerConfig,
+  serverVersion: number,
+  log: Logger,
+  tables: Map<string, TableInfo>,
+): Promise<void> {
   const name = config.publicationName;
   const viaRoot = serverVersion >= 130000;
   const { rows } = await client.query<{ puballtables: boolean; pubviaroot?: boolean }>(
@@ -149,15 +155,16 @@ export async function ensurePublication(client: Client, config: StreamerConfig, 
     try {
       await client.query(sql);
     } catch (err) {
-      if ((err as { code?: string }).code === '42710') return ensurePublication(client, config, serverVersion, log); // created concurrently
+      if ((err as { code?: string }).code === '42710') return ensurePublication(client, config, serverVersion, log, tables); // created concurrently
       throw privilegeError(err, `cannot create publication ${name}`, sql);
     }
     log.info('publication created', { publication: name, tables: config.tables.map(tableKey) });
     return;
   }
-  if (viaRoot && pub.pubviaroot === false) {
+  const partitioned = [...tables.values()].filter((t) => t.partitioned).map((t) => `${t.schema}.${t.table}`);
+  if (viaRoot && pub.pubviaroot === false && partitioned.length > 0) {
     const sql = `ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`;
-    if (!config.managePublication) throw new SourceError('PUBLICATION', `publication ${name} publishes partitions under their own names; run ${sql}`);
+    if (!config.managePublication) throw new SourceError('PUBLICATION', `publication ${name} publishes the partitions of ${partitioned.join(', ')} under their own names; run ${sql}`);
     await client.query(sql).catch((err: unknown) => {
       throw privilegeError(err, `cannot alter publication ${name}`, sql);
     });
@@ -263,7 +270,7 @@ export async function loadTypes(client: Client, oids?: number[]): Promise<PgType
 export async function prepareSource(client: Client, config: StreamerConfig, log: Logger): Promise<PreparedSource> {
   const serverVersion = await checkWalLevel(client);
   const tables = await resolveTables(client, config);
-  await ensurePublication(client, config, serverVersion, log);
+  await ensurePublication(client, config, serverVersion, log, tables);
   const slot = await ensureSlot(client, config.slotName, log);
   return { serverVersion, tables, slot };
 }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { changeBatch, type ChangeEvent } from '#core/change-event.ts';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider, type SecretSource } from '#streamer/connection.ts';
 import { createLogger } from '#streamer/log.ts';
 import { sqsClientFor } from '#streamer/main.ts';
 import { Streamer } from '#streamer/streamer.ts';
@@ -42,7 +42,10 @@ export function streamerConfig(input: Partial<StreamerConfigInput> & { dbUrl: st
   };
 }
 
-export function startStreamer(input: StreamerConfigInput, opts: { sqs?: SQSClient; sqsRetry?: { initialMs: number; maxMs: number } } = {}): RunningStreamer {
+export function startStreamer(
+  input: StreamerConfigInput,
+  opts: { sqs?: SQSClient; sqsRetry?: { initialMs: number; maxMs: number }; secrets?: SecretSource } = {},
+): RunningStreamer {
   const config = parseStreamerConfig(input);
   const logs: Record<string, unknown>[] = [];
   const metrics: Record<string, unknown>[] = [];
@@ -51,7 +54,7 @@ export function startStreamer(input: StreamerConfigInput, opts: { sqs?: SQSClien
     config,
     log,
     sqs: opts.sqs ?? sqsClientFor(config, {}),
-    connections: new ConnectionProvider(config.database),
+    connections: new ConnectionProvider(config.database, opts.secrets),
     writeMetrics: (line) => metrics.push(JSON.parse(line) as Record<string, unknown>),
     sqsRetry: opts.sqsRetry ?? { initialMs: 20, maxMs: 300 },
   });

@@ -320,6 +320,7 @@ describe('types: every row of docs/types.md, PostgreSQL → pgoutput → streame
       streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['probe', 'late_types'], partitions: 1 }),
     );
     await running.ready;
+    running.done.catch((e: unknown) => console.error('DONE REJECTED', e));
 
     await withClient(db.url, (c) =>
       c.query(
@@ -329,7 +330,7 @@ describe('types: every row of docs/types.md, PostgreSQL → pgoutput → streame
     );
     // Nothing else is written until this insert arrived, so these bodies hold it alone.
     const messages: ReceivedMessage[] = await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 1, 20_000).catch((err: unknown) => {
-      throw new Error(`${String(err)}; streamer log: ${JSON.stringify(running.logs.slice(-5))}`);
+      throw new Error(`${String(err)}; streamer log: ${JSON.stringify(running.logs.slice(-5))} stats ${JSON.stringify(running.streamer.stats())}`);
     });
     const changes = changesOf(messages);
     expect(changes).toHaveLength(1);

@@ -1,0 +1,437 @@
+/**
+ * `npm run bench [-- --changes N --runs N --no-big --big-rows N --profile]`
+ *
+ * Starts its own PostgreSQL (embedded, wal_level=logical) and SQS emulator (a child process),
+ * builds a backlog of row changes behind one pgoutput slot per measured reader — every slot is
+ * created before the backlog, so each reader drains the identical WAL — and measures:
+ *  - the ceiling: pg_recvlogical into /dev/null, and a Node reader that only counts;
+ *  - the real streamer into a sink that accepts every SendMessageBatch at once;
+ *  - the real streamer into the SQS emulator;
+ *  - the streamer (and the Node ceiling) on one transaction of a million inserts.
+ * Each reader runs in its own process (peak RSS is its own). Prints a Markdown table with the
+ * targets and writes the same as JSON to bench/results/latest.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { parseLsn } from '#core/position.ts';
+import { createTestDatabase, startTestPostgres, type TestPostgres } from '#test/helpers/postgres.ts';
+import { approximateMessageCount, createFifoQueue, sqsClient } from '#test/helpers/sqs.ts';
+import {
+  BIG_PUBLICATION,
+  ORDERS_PUBLICATION,
+  createSchema,
+  createSlots,
+  currentWalLsn,
+  generateBacklog,
+  generateBigTransaction,
+  planBacklog,
+} from './backlog.ts';
+import { BENCH_ROOT, liveChildren, runProcess, runTsChild } from './child.ts';
+import type { RawReaderJob, RawReaderResult, ReaderVariant } from './raw-reader.ts';
+import { evaluateTargets, markdown, summarize, type Measurement, type ScenarioGroup } from './report.ts';
+import type { SinkKind, StreamerJob, StreamerResult } from './run-streamer.ts';
+
+const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--big-rows N] [--profile]
+  --changes N    row changes in the backlog, in 100-row transactions (default 200000)
+  --runs N       measure every scenario N times and report medians (default 1)
+  --no-big       skip the one-big-transaction scenario
+  --big-rows N   rows of the big transaction (default 1000000)
+  --profile      CPU-profile the streamer children (slower); profiles in bench/results/profiles/`;
+
+interface Options {
+  changes: number;
+  runs: number;
+  big: boolean;
+  bigRows: number;
+  profile: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      changes: { type: 'string', default: '200000' },
+      runs: { type: 'string', default: '1' },
+      'no-big': { type: 'boolean', default: false },
+      'big-rows': { type: 'string', default: '1000000' },
+      profile: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const int = (name: string, text: string, min: number) => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got '${text}'\n${USAGE}`);
+    return n;
+  };
+  return {
+    changes: int('changes', values.changes, 100),
+    runs: int('runs', values.runs, 1),
+    big: !values['no-big'],
+    bigRows: int('big-rows', values['big-rows'], 1),
+    profile: values.profile,
+  };
+}
+
+const RESULTS_DIR = path.join(BENCH_ROOT, 'bench', 'results');
+const SERVER_FLAGS = [
+  // Nothing but the bench writes WAL or competes for the two cores while it measures.
+  'autovacuum=off',
+  'max_wal_size=8GB',
+  'checkpoint_timeout=1h',
+];
+
+// --- lifecycle ------------------------------------------------------------------------------
+
+let postgres: TestPostgres | undefined;
+let fauxqs: ChildProcess | undefined;
+let cleaning: Promise<void> | undefined;
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const child of liveChildren) child.kill('SIGKILL');
+    fauxqs?.kill('SIGTERM');
+    await postgres?.stop().catch((err: unknown) => console.error('stopping PostgreSQL failed:', err));
+  })();
+  return cleaning;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.error(`\n${signal}: stopping the bench`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+async function startFauxqs(): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/fauxqs-server.ts'], {
+    cwd: BENCH_ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  fauxqs = child;
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('the SQS emulator did not start within 30 s')), 30_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the SQS emulator exited early (${code})`));
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0] ?? '';
+      if (!out.includes('\n')) return;
+      clearTimeout(timer);
+      try {
+        resolve((JSON.parse(line) as { endpoint: string }).endpoint);
+      } catch {
+        reject(new Error(`unexpected output from the SQS emulator: ${line}`));
+      }
+    });
+  });
+}
+
+// --- pg_recvlogical -------------------------------------------------------------------------
+
+/** The newest pg_recvlogical under /usr/lib/postgresql/<v>/bin, else the one on PATH. */
+function findPgRecvlogical(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    const versions = readdirSync(root)
+      .filter((v) => existsSync(path.join(root, v, 'bin', 'pg_recvlogical')))
+      .sort((a, b) => Number(b) - Number(a));
+    if (versions[0]) return path.join(root, versions[0], 'bin', 'pg_recvlogical');
+  }
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const candidate = path.join(dir, 'pg_recvlogical');
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+async function runPgRecvlogical(binary: string, dbUrl: string, slot: string, endLsn: string): Promise<{ seconds: number; peakRssMb?: number }> {
+  const url = new URL(dbUrl);
+  const conninfo = `host=${url.hostname} port=${url.port} dbname=${decodeURIComponent(url.pathname.slice(1))} user=${decodeURIComponent(url.username)}`;
+  const args = [
+    '--start', '-d', conninfo, '-S', slot, '-f', '/dev/null', '-F', '0', '--no-loop', '--endpos', endLsn,
+    '-o', 'proto_version=1', '-o', `publication_names=${ORDERS_PUBLICATION}`,
+  ];
+  // GNU time reports the child's peak RSS; without it the bench still measures the time.
+  const time = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+  const started = performance.now();
+  const result = await runProcess(time ?? binary, time ? ['-f', 'BENCH_MAXRSS_KB=%M', binary, ...args] : args, {
+    timeoutMs: 300_000,
+    env: { PGPASSWORD: decodeURIComponent(url.password) },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  if (result.code !== 0) throw new Error(`pg_recvlogical exited with ${result.signal ?? result.code}: ${result.stderr.trim()}`);
+  const rss = /BENCH_MAXRSS_KB=(\d+)/.exec(result.stderr);
+  return { seconds, ...(rss ? { peakRssMb: Number(rss[1]) / 1024 } : {}) };
+}
+
+// --- scenarios ------------------------------------------------------------------------------
+
+interface Context {
+  opts: Options;
+  dbUrl: string;
+  sqsEndpoint: string;
+  recvlogical: string | undefined;
+  measurements: Measurement[];
+}
+
+function timeoutFor(changes: number): number {
+  return 120_000 + changes; // a millisecond per change on top: 1k changes/s would be a failure anyway
+}
+
+async function measure(
+  ctx: Context,
+  base: Omit<Measurement, 'changes' | 'seconds' | 'run'>,
+  run: number,
+  fn: () => Promise<Omit<Measurement, 'scenario' | 'label' | 'group' | 'kind' | 'run'>>,
+): Promise<Measurement> {
+  process.stderr.write(`  run ${run}: ${base.label} … `);
+  let m: Measurement;
+  try {
+    m = { ...base, run, ...(await fn()) };
+    process.stderr.write(`${Math.round(m.changes / m.seconds).toLocaleString('en-US')} changes/s in ${m.seconds.toFixed(2)} s${m.peakRssMb ? `, ${m.peakRssMb.toFixed(0)} MB` : ''}\n`);
+  } catch (err) {
+    const error = err instanceof Error ? err.message : String(err);
+    m = { ...base, run, changes: 0, seconds: NaN, error };
+    process.stderr.write(`FAILED\n${error}\n`);
+  }
+  ctx.measurements.push(m);
+  return m;
+}
+
+async function rawReader(ctx: Context, slot: string, publication: string, expectedChanges: number, variant: ReaderVariant): Promise<RawReaderResult> {
+  const job: RawReaderJob = { url: ctx.dbUrl, slot, publication, expectedChanges, variant };
+  return runTsChild<RawReaderResult>('bench/raw-reader.ts', job, { timeoutMs: timeoutFor(expectedChanges) });
+}
+
+async function streamerRun(
+  ctx: Context,
+  opts: { slot: string; publication: string; table: string; sink: SinkKind; expectedChanges: number; endLsn: string; queueUrl: string; profileName: string },
+): Promise<StreamerResult> {
+  const job: StreamerJob = {
+    config: {
+      sourceId: 'bench',
+      database: { url: ctx.dbUrl },
+      tables: [opts.table],
+      slotName: opts.slot,
+      publicationName: opts.publication,
+      managePublication: false,
+      queueUrl: opts.queueUrl,
+      ...(opts.sink === 'sqs' ? { sqsEndpoint: ctx.sqsEndpoint } : {}),
+    },
+    sink: opts.sink,
+    expectedChanges: opts.expectedChanges,
+    endLsn: opts.endLsn,
+    ...(ctx.opts.profile ? { profilePath: path.join(RESULTS_DIR, 'profiles', `${opts.profileName}.cpuprofile`) } : {}),
+  };
+  return runTsChild<StreamerResult>('bench/run-streamer.ts', job, { timeoutMs: timeoutFor(opts.expectedChanges) });
+}
+
+const DISCARD_QUEUE_URL = 'http://127.0.0.1:9/000000000000/bench-discard.fifo';
+
+function readerMeasurement(r: RawReaderResult): Omit<Measurement, 'scenario' | 'label' | 'group' | 'kind' | 'run'> {
+  return {
+    changes: r.changes,
+    seconds: r.seconds,
+    peakRssMb: r.peakRssMb,
+    details: { endLsn: r.endLsn, xlogMessages: r.xlogMessages, payloadMb: r.payloadBytes / 2 ** 20, socketReads: r.socketReads, avgReadKb: r.payloadBytes / 1024 / r.socketReads },
+  };
+}
+
+function streamerMeasurement(r: StreamerResult, expectedChanges: number): Omit<Measurement, 'scenario' | 'label' | 'group' | 'kind' | 'run'> {
+  if (r.changes !== expectedChanges) throw new Error(`streamer decoded ${r.changes} changes, expected ${expectedChanges}`);
+  const { changes, seconds, peakRssMb, profile, ...details } = r;
+  if (profile) printProfile(profile);
+  return { changes, seconds, peakRssMb, details: profile ? { ...details, profile } : details };
+}
+
+function printProfile(p: NonNullable<StreamerResult['profile']>): void {
+  process.stderr.write(`\n    profile ${p.file} (${p.totalMs} ms sampled), top self time:\n`);
+  for (const h of p.top.slice(0, 20)) {
+    process.stderr.write(`      ${h.selfPct.toFixed(1).padStart(5)}%  ${h.function}  ${h.location}${h.lines ? `  [${h.lines.join(', ')}]` : ''}\n`);
+  }
+  process.stderr.write(`    by file: ${p.byFile.slice(0, 12).map((f) => `${f.file} ${f.selfPct}%`).join(', ')}\n    `);
+}
+
+const SLOT_KINDS = ['node_coalescing', 'node_eager', 'recvlogical', 'discard', 'sqs'] as const;
+const BIG_SLOT_KINDS = ['node_coalescing', 'discard'] as const;
+
+function slotName(kind: string, run: number, big = false): string {
+  return `bench_${big ? 'big_' : ''}${kind}_${run}`;
+}
+
+async function backlogRun(ctx: Context, run: number, expectedChanges: number, known: { endLsn?: string }): Promise<void> {
+  const group: ScenarioGroup = 'backlog';
+  for (const variant of ['coalescing', 'eager'] as const) {
+    const m = await measure(ctx, { scenario: `ceiling-node-${variant}`, label: `ceiling: Node reader, ${variant}`, group, kind: 'ceiling' }, run, async () => {
+      const r = await rawReader(ctx, slotName(`node_${variant}`, run), ORDERS_PUBLICATION, expectedChanges, variant);
+      if (known.endLsn !== undefined && r.endLsn !== known.endLsn) throw new Error(`the backlog ended at ${r.endLsn}, another reader saw ${known.endLsn}`);
+      return readerMeasurement(r);
+    });
+    if (m.error === undefined) known.endLsn ??= m.details?.endLsn as string;
+  }
+  const endLsn = known.endLsn;
+  if (endLsn === undefined) throw new Error('no Node reader reached the end of the backlog, so its end LSN is unknown');
+
+  const recvlogical = ctx.recvlogical;
+  await measure(ctx, { scenario: 'ceiling-pg_recvlogical', label: 'ceiling: pg_recvlogical → /dev/null', group, kind: 'ceiling' }, run, async () => {
+    if (!recvlogical) throw new Error('pg_recvlogical not found on PATH or under /usr/lib/postgresql/*/bin');
+    const r = await runPgRecvlogical(recvlogical, ctx.dbUrl, slotName('recvlogical', run), endLsn);
+    return { changes: expectedChanges, seconds: r.seconds, ...(r.peakRssMb !== undefined ? { peakRssMb: r.peakRssMb } : {}) };
+  });
+
+  await measure(ctx, { scenario: 'streamer-discard', label: 'streamer → discard sink', group, kind: 'streamer' }, run, async () => {
+    const r = await streamerRun(ctx, {
+      slot: slotName('discard', run), publication: ORDERS_PUBLICATION, table: 'public.orders', sink: 'discard',
+      expectedChanges, endLsn, queueUrl: DISCARD_QUEUE_URL, profileName: `discard-run${run}`,
+    });
+    return streamerMeasurement(r, expectedChanges);
+  });
+
+  await measure(ctx, { scenario: 'streamer-sqs', label: 'streamer → SQS emulator (fauxqs)', group, kind: 'streamer' }, run, async () => {
+    // A fresh queue per run: the same positions give the same deduplication ids.
+    const queueUrl = await createFifoQueue(ctx.sqsEndpoint, `bench-run${run}`);
+    const r = await streamerRun(ctx, {
+      slot: slotName('sqs', run), publication: ORDERS_PUBLICATION, table: 'public.orders', sink: 'sqs',
+      expectedChanges, endLsn, queueUrl, profileName: `sqs-run${run}`,
+    });
+    const client = sqsClient(ctx.sqsEndpoint);
+    try {
+      const queued = await approximateMessageCount(client, queueUrl);
+      if (queued !== r.messages) throw new Error(`the queue holds ${queued} messages, the streamer sent ${r.messages}`);
+    } finally {
+      client.destroy();
+    }
+    return streamerMeasurement(r, expectedChanges);
+  });
+}
+
+async function bigRun(ctx: Context, run: number, rows: number, known: { endLsn?: string }): Promise<void> {
+  const group: ScenarioGroup = 'big';
+  const label = `${(rows / 1e6).toLocaleString('en-US')}M-row transaction`;
+  const m = await measure(ctx, { scenario: 'big-ceiling-node-coalescing', label: `ceiling: Node reader, coalescing (${label})`, group, kind: 'ceiling' }, run, async () =>
+    readerMeasurement(await rawReader(ctx, slotName('node_coalescing', run, true), BIG_PUBLICATION, rows, 'coalescing')),
+  );
+  if (m.error === undefined) known.endLsn ??= m.details?.endLsn as string;
+  const endLsn = known.endLsn;
+  if (endLsn === undefined) throw new Error('the Node reader did not reach the end of the big transaction');
+  await measure(ctx, { scenario: 'big-streamer-discard', label: `streamer → discard sink (${label})`, group, kind: 'streamer' }, run, async () => {
+    const r = await streamerRun(ctx, {
+      slot: slotName('discard', run, true), publication: BIG_PUBLICATION, table: 'public.big_items', sink: 'discard',
+      expectedChanges: rows, endLsn, queueUrl: DISCARD_QUEUE_URL, profileName: `big-discard-run${run}`,
+    });
+    return streamerMeasurement(r, rows);
+  });
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const benchStarted = performance.now();
+  const plan = planBacklog(opts.changes);
+  console.error(`pgrelay bench: ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / 100} transactions, ${opts.runs} run(s)${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}`);
+
+  // The bench's own server: embedded unless the caller forces a backend; extra flags also keep
+  // startTestPostgres from using PGRELAY_TEST_DATABASE_URL.
+  process.env.PGRELAY_TEST_POSTGRES ??= 'embedded';
+  // allSettled: when one fails, what the other started must still be stopped by cleanup().
+  const [pgStarted, sqsStarted] = await Promise.allSettled([
+    startTestPostgres({ flags: SERVER_FLAGS }).then((server) => (postgres = server)),
+    startFauxqs(),
+  ]);
+  if (pgStarted.status === 'rejected') throw pgStarted.reason;
+  if (sqsStarted.status === 'rejected') throw sqsStarted.reason;
+  const pgServer = pgStarted.value;
+  const sqsEndpoint = sqsStarted.value;
+  const db = await createTestDatabase(pgServer.url, 'bench');
+  const recvlogical = findPgRecvlogical();
+  const ctx: Context = { opts, dbUrl: db.url, sqsEndpoint, recvlogical, measurements: [] };
+
+  const admin = new pg.Client({ connectionString: db.url });
+  admin.on('error', () => undefined);
+  await admin.connect();
+  const serverVersion = ((await admin.query<{ v: string }>('SELECT version() AS v')).rows[0] as { v: string }).v;
+  const recvlogicalVersion = recvlogical
+    ? (await runProcess(recvlogical, ['--version'], { timeoutMs: 10_000 })).stdout.trim()
+    : undefined;
+  console.error(`server: ${serverVersion}\npg_recvlogical: ${recvlogicalVersion ?? 'not found'}\nSQS emulator: ${sqsEndpoint}`);
+
+  await createSchema(admin);
+  const runs = Array.from({ length: opts.runs }, (_, i) => i + 1);
+  await createSlots(admin, runs.flatMap((r) => SLOT_KINDS.map((k) => slotName(k, r))));
+  const backlogStartLsn = await currentWalLsn(admin);
+  let t = performance.now();
+  await generateBacklog(admin, plan);
+  const backlogSeconds = (performance.now() - t) / 1000;
+  const backlogEndLsn = await currentWalLsn(admin);
+  const backlogWalMb = Number(parseLsn(backlogEndLsn) - parseLsn(backlogStartLsn)) / 2 ** 20;
+  console.error(`backlog: ${plan.changes.toLocaleString('en-US')} changes, ${backlogWalMb.toFixed(1)} MB of WAL, generated in ${backlogSeconds.toFixed(1)} s`);
+
+  const backlogKnown: { endLsn?: string } = {};
+  for (const run of runs) await backlogRun(ctx, run, plan.changes, backlogKnown);
+
+  let big: Record<string, unknown> | undefined;
+  if (opts.big) {
+    await createSlots(admin, runs.flatMap((r) => BIG_SLOT_KINDS.map((k) => slotName(k, r, true))));
+    const bigStartLsn = await currentWalLsn(admin);
+    t = performance.now();
+    await generateBigTransaction(admin, opts.bigRows);
+    const bigSeconds = (performance.now() - t) / 1000;
+    const bigWalMb = Number(parseLsn(await currentWalLsn(admin)) - parseLsn(bigStartLsn)) / 2 ** 20;
+    console.error(`big transaction: ${opts.bigRows.toLocaleString('en-US')} inserts, ${bigWalMb.toFixed(1)} MB of WAL, generated in ${bigSeconds.toFixed(1)} s`);
+    const bigKnown: { endLsn?: string } = {};
+    for (const run of runs) await bigRun(ctx, run, opts.bigRows, bigKnown);
+    big = { rows: opts.bigRows, generationSeconds: bigSeconds, walMb: bigWalMb, endLsn: bigKnown.endLsn };
+  }
+  await admin.end();
+
+  const rows = summarize(ctx.measurements);
+  const targets = evaluateTargets(rows);
+  const table = markdown(rows, targets);
+  console.log(`\n${table}\n`);
+  console.log(
+    `Medians of ${opts.runs} run(s); peak RSS is the highest over runs, of the reader's own process. ` +
+      `Ratio: changes/s over the best ceiling on the same WAL.${opts.profile ? ' PROFILED RUN: the streamer rows carry profiler overhead.' : ''}`,
+  );
+
+  const report = {
+    generatedAt: new Date().toISOString(),
+    options: opts,
+    machine: { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}` },
+    postgres: { version: serverVersion, backend: pgServer.backend, flags: SERVER_FLAGS },
+    pgRecvlogical: recvlogicalVersion ?? null,
+    backlog: { ...plan, generationSeconds: backlogSeconds, walMb: backlogWalMb, endLsn: backlogKnown.endLsn, walEndAfterGeneration: backlogEndLsn },
+    big: big ?? null,
+    summary: rows,
+    targets,
+    measurements: ctx.measurements,
+    markdown: table,
+    benchSeconds: (performance.now() - benchStarted) / 1000,
+  };
+  await mkdir(RESULTS_DIR, { recursive: true });
+  await writeFile(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+  console.error(`results: bench/results/latest.json (bench took ${report.benchSeconds.toFixed(0)} s)`);
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (err) {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);
