@@ -2,8 +2,10 @@
  * Each measured reader runs in its own Node process, so its peak RSS is its own and no other
  * work shares its event loop. A child gets its job as JSON in argv[2] and answers with one JSON
  * line on stdout (the last line); anything else it has to say goes to stderr.
+ * BENCH_ROOT is only meaningful in the bench process (children run from a bundle, cwd = root).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const BENCH_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -14,24 +16,49 @@ export const liveChildren = new Set<ChildProcess>();
 export interface ChildOptions {
   /** Killed (SIGKILL) after this long. */
   timeoutMs: number;
-  /** Node flags before `--import tsx`, e.g. `--cpu-prof`. */
+  /** Node flags before the script, e.g. `--enable-source-maps`. */
   nodeFlags?: string[];
   env?: Record<string, string | undefined>;
 }
 
-/** Runs `node --import tsx <script> <job JSON>` and returns the JSON it printed last. */
-export async function runTsChild<T>(script: string, job: unknown, opts: ChildOptions): Promise<T> {
-  const args = [...(opts.nodeFlags ?? []), '--import', 'tsx', script, JSON.stringify(job)];
+/** Runs `node [flags] <script> <job JSON>` and returns the JSON the child printed last. */
+export async function runNodeChild<T>(script: string, job: unknown, opts: ChildOptions): Promise<T> {
+  const args = [...(opts.nodeFlags ?? []), script, JSON.stringify(job)];
   const { stdout, stderr, code, signal } = await runProcess(process.execPath, args, { ...opts, cwd: BENCH_ROOT });
   const lastLine = stdout.trim().split('\n').pop() ?? '';
+  const name = path.basename(script);
   if (code !== 0) {
-    throw new Error(`${script} exited with ${signal ?? code}:\n${tail(stderr)}\n${tail(stdout)}`);
+    throw new Error(`${name} exited with ${signal ?? code}:\n${tail(stderr)}\n${tail(stdout)}`);
   }
   try {
     return JSON.parse(lastLine) as T;
   } catch {
-    throw new Error(`${script} printed no JSON result:\n${tail(stdout)}\n${tail(stderr)}`);
+    throw new Error(`${name} printed no JSON result:\n${tail(stdout)}\n${tail(stderr)}`);
   }
+}
+
+/**
+ * The measured children, bundled with esbuild (a devDependency) into plain ESM, the way a
+ * deployed streamer runs: under `--import tsx` the TypeScript loader's own thread adds ≈ 25-40 MB
+ * of RSS that is not the streamer's. npm packages stay external (resolved from node_modules).
+ */
+export async function bundleChildren(entries: Record<string, string>): Promise<Record<string, string>> {
+  const { build } = await import('esbuild');
+  const outdir = path.join(BENCH_ROOT, 'node_modules', '.cache', 'pgrelay-bench');
+  await build({
+    entryPoints: entries,
+    absWorkingDir: BENCH_ROOT,
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: 'linked',
+    logLevel: 'warning',
+  });
+  return Object.fromEntries(Object.keys(entries).map((name) => [name, path.join(outdir, `${name}.mjs`)]));
 }
 
 export interface ProcessResult {

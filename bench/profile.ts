@@ -1,14 +1,14 @@
 /**
  * CPU profiling of a bench child through the inspector, with positions mapped back to the
- * TypeScript sources (tsx compiles with source maps, and the mapping only works inside the
- * process that loaded the modules — hence here, not from a `--cpu-prof` file afterwards).
+ * TypeScript sources through the bundle's source map (the child runs with
+ * `--enable-source-maps`; the mapping is only available inside the process that loaded the
+ * modules — hence here, not from a `--cpu-prof` file afterwards).
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { findSourceMap } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_ROOT } from './child.ts';
 
 export interface HotSpot {
   function: string;
@@ -79,7 +79,8 @@ function originalPosition(url: string, line0: number, column0: number): { file: 
 function shortPath(url: string): string {
   let p = url;
   if (p.startsWith('file:')) p = fileURLToPath(p);
-  if (p.startsWith(BENCH_ROOT)) p = p.slice(BENCH_ROOT.length);
+  const root = `${process.cwd()}/`; // the bench starts children in the project root
+  if (p.startsWith(root)) p = p.slice(root.length);
   return p.replace(/^.*\/node_modules\//, 'node_modules/') || '(native)';
 }
 
