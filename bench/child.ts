@@ -53,6 +53,7 @@ export async function bundleChildren(entries: Record<string, string>): Promise<R
     bundle: true,
     platform: 'node',
     format: 'esm',
+    splitting: true,
     target: 'node20',
     packages: 'external',
     sourcemap: 'linked',
@@ -111,7 +112,7 @@ export function finish(result: unknown, code = 0): never {
 /** Child side: the job the parent passed. */
 export function jobOf<T>(): T {
   const text = process.argv[2];
-  if (!text) throw new Error('usage: node --import tsx <script> <job JSON>');
+  if (!text) throw new Error('usage: node <script> <job JSON>');
   return JSON.parse(text) as T;
 }
 

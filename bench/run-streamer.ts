@@ -14,7 +14,6 @@ import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import { parseLsn } from '#core/position.ts';
 import { ConnectionProvider } from '#streamer/connection.ts';
 import { createLogger } from '#streamer/log.ts';
-import { sqsClientFor } from '#streamer/main.ts';
 import { Streamer } from '#streamer/streamer.ts';
 import { exitWithParent, finish, jobOf, peakRssMb } from './child.ts';
 import { startProfiler, type ProfileSummary } from './profile.ts';
@@ -37,6 +36,11 @@ export interface StreamerResult {
   /** From run() to the 'streaming' log line: connect, source checks, type catalog. */
   setupSeconds: number;
   peakRssMb: number;
+  /** RSS once the modules are loaded, before run(): what the process costs doing nothing. */
+  startRssMb: number;
+  /** Highest sampled V8 heap in use, and memory outside it (Buffers, strings' backing stores). */
+  maxHeapUsedMb: number;
+  maxExternalMb: number;
   maxInFlightMb: number;
   pausedSamples: number;
   samples: number;
@@ -48,6 +52,7 @@ export interface StreamerResult {
 }
 
 const POLL_MS = 5;
+const MIB = 2 ** 20;
 
 /** An SQS client whose SendMessageBatch succeeds at once for every entry. */
 function discardClient(): SQSClient {
@@ -71,7 +76,9 @@ async function main(): Promise<void> {
   const job = jobOf<StreamerJob>();
   const config = parseStreamerConfig(job.config);
   const endLsn = parseLsn(job.endLsn);
-  const sqs = job.sink === 'discard' ? discardClient() : sqsClientFor(config, {});
+  // Imported lazily so the bundler puts main.ts in its own chunk: its "am I the entry script"
+  // check compares import.meta.url with argv[1], which inside a one-file bundle would be true.
+  const sqs = job.sink === 'discard' ? discardClient() : (await import('#streamer/main.ts')).sqsClientFor(config, {});
   let streamingAt = 0;
   const log = createLogger({
     level: 'info',
@@ -83,8 +90,11 @@ async function main(): Promise<void> {
   const streamer = new Streamer({ config, log, sqs, connections: new ConnectionProvider(config.database) });
   const profiler = job.profilePath ? await startProfiler() : undefined;
 
+  const startRssMb = process.memoryUsage.rss() / MIB;
   const started = performance.now();
   const running = streamer.run();
+  let maxHeapUsed = 0;
+  let maxExternal = 0;
   let maxInFlight = 0;
   let pausedSamples = 0;
   let samples = 0;
@@ -93,6 +103,9 @@ async function main(): Promise<void> {
     const timer = setInterval(() => {
       const s = streamer.stats();
       samples++;
+      const mem = process.memoryUsage();
+      if (mem.heapUsed > maxHeapUsed) maxHeapUsed = mem.heapUsed;
+      if (mem.external > maxExternal) maxExternal = mem.external;
       if (s.inFlightBytes > maxInFlight) maxInFlight = s.inFlightBytes;
       if (s.paused) pausedSamples++;
       if (s.changes >= job.expectedChanges && parseLsn(s.confirmedLsn) >= endLsn) {
@@ -109,12 +122,15 @@ async function main(): Promise<void> {
     seconds: (finished - started) / 1000,
     setupSeconds: streamingAt > 0 ? (streamingAt - started) / 1000 : 0,
     peakRssMb: peakRssMb(),
-    maxInFlightMb: maxInFlight / 2 ** 20,
+    startRssMb,
+    maxHeapUsedMb: maxHeapUsed / MIB,
+    maxExternalMb: maxExternal / MIB,
+    maxInFlightMb: maxInFlight / MIB,
     pausedSamples,
     samples,
     messages: stats.messages,
     requests: stats.requests,
-    bodyMb: stats.bytes / 2 ** 20,
+    bodyMb: stats.bytes / MIB,
     confirmedLsn: stats.confirmedLsn,
     ...(profile ? { profile } : {}),
   };

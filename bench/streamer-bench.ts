@@ -31,7 +31,7 @@ import {
   generateBigTransaction,
   planBacklog,
 } from './backlog.ts';
-import { BENCH_ROOT, liveChildren, runProcess, runTsChild } from './child.ts';
+import { BENCH_ROOT, bundleChildren, liveChildren, runNodeChild, runProcess } from './child.ts';
 import type { RawReaderJob, RawReaderResult, ReaderVariant } from './raw-reader.ts';
 import { evaluateTargets, markdown, summarize, type Measurement, type ScenarioGroup } from './report.ts';
 import type { SinkKind, StreamerJob, StreamerResult } from './run-streamer.ts';
@@ -180,6 +180,8 @@ async function runPgRecvlogical(binary: string, dbUrl: string, slot: string, end
 
 interface Context {
   opts: Options;
+  /** Bundled child scripts by name. */
+  scripts: Record<string, string>;
   dbUrl: string;
   sqsEndpoint: string;
   recvlogical: string | undefined;
@@ -212,7 +214,7 @@ async function measure(
 
 async function rawReader(ctx: Context, slot: string, publication: string, expectedChanges: number, variant: ReaderVariant): Promise<RawReaderResult> {
   const job: RawReaderJob = { url: ctx.dbUrl, slot, publication, expectedChanges, variant };
-  return runTsChild<RawReaderResult>('bench/raw-reader.ts', job, { timeoutMs: timeoutFor(expectedChanges) });
+  return runNodeChild<RawReaderResult>(ctx.scripts['raw-reader'] as string, job, { timeoutMs: timeoutFor(expectedChanges) });
 }
 
 async function streamerRun(
@@ -235,7 +237,11 @@ async function streamerRun(
     endLsn: opts.endLsn,
     ...(ctx.opts.profile ? { profilePath: path.join(RESULTS_DIR, 'profiles', `${opts.profileName}.cpuprofile`) } : {}),
   };
-  return runTsChild<StreamerResult>('bench/run-streamer.ts', job, { timeoutMs: timeoutFor(opts.expectedChanges) });
+  return runNodeChild<StreamerResult>(ctx.scripts['run-streamer'] as string, job, {
+    timeoutMs: timeoutFor(opts.expectedChanges),
+    // Source maps let the profiler name .ts files and lines; otherwise the run stays plain.
+    ...(ctx.opts.profile ? { nodeFlags: ['--enable-source-maps'] } : {}),
+  });
 }
 
 const DISCARD_QUEUE_URL = 'http://127.0.0.1:9/000000000000/bench-discard.fifo';
@@ -340,9 +346,15 @@ async function bigRun(ctx: Context, run: number, rows: number, known: { endLsn?:
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const benchStarted = performance.now();
+  const loadAtStart = os.loadavg();
+  if ((loadAtStart[0] as number) > 0.5) {
+    console.error(`warning: load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} — other work on this machine will skew the figures`);
+  }
   const plan = planBacklog(opts.changes);
   console.error(`pgrelay bench: ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / 100} transactions, ${opts.runs} run(s)${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}`);
 
+  // Known (STACK.md), and it would land in the middle of the progress lines; children inherit it.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   // The bench's own server: embedded unless the caller forces a backend; extra flags also keep
   // startTestPostgres from using PGRELAY_TEST_DATABASE_URL.
   process.env.PGRELAY_TEST_POSTGRES ??= 'embedded';
@@ -357,7 +369,8 @@ async function main(): Promise<void> {
   const sqsEndpoint = sqsStarted.value;
   const db = await createTestDatabase(pgServer.url, 'bench');
   const recvlogical = findPgRecvlogical();
-  const ctx: Context = { opts, dbUrl: db.url, sqsEndpoint, recvlogical, measurements: [] };
+  const scripts = await bundleChildren({ 'raw-reader': 'bench/raw-reader.ts', 'run-streamer': 'bench/run-streamer.ts' });
+  const ctx: Context = { opts, scripts, dbUrl: db.url, sqsEndpoint, recvlogical, measurements: [] };
 
   const admin = new pg.Client({ connectionString: db.url });
   admin.on('error', () => undefined);
@@ -409,7 +422,14 @@ async function main(): Promise<void> {
   const report = {
     generatedAt: new Date().toISOString(),
     options: opts,
-    machine: { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}` },
+    machine: {
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      platform: `${os.platform()} ${os.release()}`,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: os.loadavg(),
+    },
     postgres: { version: serverVersion, backend: pgServer.backend, flags: SERVER_FLAGS },
     pgRecvlogical: recvlogicalVersion ?? null,
     backlog: { ...plan, generationSeconds: backlogSeconds, walMb: backlogWalMb, endLsn: backlogKnown.endLsn, walEndAfterGeneration: backlogEndLsn },

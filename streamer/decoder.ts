@@ -155,7 +155,7 @@ export class Decoder {
     if (unknown.length > 0) {
       this.blocked = true;
       this.opts.pause();
-      this.opts.loadTypes(unknown).then(
+      this.loadTypesWithDependencies(unknown).then(
         () => {
           this.blocked = false;
           try {
@@ -185,6 +185,22 @@ export class Decoder {
     this.setRelation(msg, ref, info);
   }
 
+  /**
+   * Load `oids` and then what they depend on: a column's type can be an array of, or a
+   * multirange over, a type that no column names and that is just as new. Without it the
+   * converter would fall back to text ('{1,2}' elements as "1", "2"). Each OID is asked for
+   * once, so a type missing from the catalog ends the loop instead of repeating it.
+   */
+  private async loadTypesWithDependencies(oids: number[]): Promise<void> {
+    const requested = new Set<number>();
+    let batch = oids;
+    while (batch.length > 0) {
+      for (const oid of batch) requested.add(oid);
+      await this.opts.loadTypes(batch);
+      batch = this.opts.types.missingDependencies(oids).filter((oid) => !requested.has(oid));
+    }
+  }
+
   private setRelation(msg: Extract<PgOutputMessage, { tag: 'relation' }>, ref: string, info: TableInfo): void {
     const names = msg.columns.map((c) => c.name);
     const keyIndexes = info.keyColumns.map((k) => {
@@ -196,8 +212,9 @@ export class Decoder {
     });
     this.relations.set(msg.relationId, {
       ref,
-      schemaJson: JSON.stringify(msg.schema),
-      tableJson: JSON.stringify(msg.table),
+      // Through stringifyLossless, not JSON.stringify: names may hold characters SQS refuses raw.
+      schemaJson: stringifyLossless(msg.schema),
+      tableJson: stringifyLossless(msg.table),
       columns: msg.columns,
       names,
       converters: msg.columns.map((c) => this.opts.types.converter(c.typeOid)),
@@ -262,9 +279,9 @@ export class Decoder {
     const keyJson = stringifyLossless(key);
     let extra = '';
     if (oldKey) extra += `,"oldKey":${stringifyLossless(oldKey)}`;
-    if (unchanged) extra += `,"unchanged":${JSON.stringify(unchanged)}`;
+    if (unchanged) extra += `,"unchanged":${stringifyLossless(unchanged)}`;
     if (jsonNullsAfter.length > 0 || jsonNullsBefore.length > 0) {
-      extra += `,"jsonNulls":${JSON.stringify({
+      extra += `,"jsonNulls":${stringifyLossless({
         after: jsonNullsAfter.length > 0 ? jsonNullsAfter : undefined,
         before: jsonNullsBefore.length > 0 ? jsonNullsBefore : undefined,
       })}`;

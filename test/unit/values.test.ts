@@ -310,9 +310,17 @@ describe('stringifyLossless', () => {
       c: [true, false, null, 1.5, -3],
       d: { e: { f: [] }, g: {} },
       'key "quoted"\n': 'tab\there, quote " backslash \\ and \u0001 and \u2028',
-      emoji: '😀',
+      bmp: 'é✓\ufffd',
     };
     expect(stringifyLossless(value)).toBe(JSON.stringify(value));
+  });
+
+  it('escapes what an SQS body may not hold raw: U+FFFE, U+FFFF and characters past U+FFFF', () => {
+    const text = 'a\uffff b\ufffe 😀';
+    const long = `${'x'.repeat(70)}😀`;
+    const written = stringifyLossless({ [text]: [text, long, new RawJson(`{"s": "${text}"}`)] });
+    expect(written).toBe(`{"a\\uffff b\\ufffe \\ud83d\\ude00":["a\\uffff b\\ufffe \\ud83d\\ude00","${'x'.repeat(70)}\\ud83d\\ude00",{"s": "a\\uffff b\\ufffe \\ud83d\\ude00"}]}`);
+    expect(JSON.parse(written)).toEqual({ [text]: [text, long, { s: text }] });
   });
 
   it('skips undefined, function and symbol properties like JSON.stringify', () => {
