@@ -25,6 +25,8 @@ export interface ProfileSummary {
   top: HotSpot[];
   /** Self time by source file (or by category for V8 internals), percent of samples. */
   byFile: { file: string; selfPct: number }[];
+  /** Time with the function anywhere on the stack (callees included), percent of samples. */
+  inclusive: { function: string; location: string; pct: number }[];
 }
 
 interface CallFrame {
@@ -37,6 +39,7 @@ interface CallFrame {
 interface ProfileNode {
   id: number;
   callFrame: CallFrame;
+  children?: number[];
   positionTicks?: { line: number; ticks: number }[];
 }
 
@@ -66,8 +69,20 @@ export async function startProfiler(): Promise<{ stop(outFile: string): Promise<
   };
 }
 
+const positions = new Map<string, { file: string; line: number }>();
+
 /** `file:line` (1-based) of a generated position, in the original source when a map exists. */
 function originalPosition(url: string, line0: number, column0: number): { file: string; line: number } {
+  const cacheKey = `${url}:${line0}:${column0}`;
+  let pos = positions.get(cacheKey);
+  if (!pos) {
+    pos = mapPosition(url, line0, column0);
+    positions.set(cacheKey, pos);
+  }
+  return pos;
+}
+
+function mapPosition(url: string, line0: number, column0: number): { file: string; line: number } {
   const map = url ? (findSourceMap(url) ?? (url.startsWith('file:') ? findSourceMap(fileURLToPath(url)) : undefined)) : undefined;
   const entry = map?.findEntry(line0, column0) as { originalSource?: string; originalLine?: number } | undefined;
   if (entry?.originalSource !== undefined && entry.originalLine !== undefined) {
@@ -119,6 +134,7 @@ function summarize(profile: CpuProfile, outFile: string): ProfileSummary {
     byFile.set(fileKey, (byFile.get(fileKey) ?? 0) + us);
   }
   const pct = (us: number) => Math.round((1000 * us) / Math.max(1, totalUs)) / 10;
+  const inclusive = inclusiveTimes(profile, self);
   const top = [...groups.values()]
     .sort((a, b) => b.us - a.us)
     .slice(0, 30)
@@ -137,5 +153,59 @@ function summarize(profile: CpuProfile, outFile: string): ProfileSummary {
       .sort((a, b) => b[1] - a[1])
       .slice(0, 20)
       .map(([file, us]) => ({ file, selfPct: pct(us) })),
+    inclusive: [...inclusive.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, 40)
+      .map((f) => ({ function: f.fn, location: f.location, pct: pct(f.us) })),
   };
+}
+
+/** Per function (name + definition site), the sampled time of every stack it is on, counted once per stack. */
+function inclusiveTimes(profile: CpuProfile, self: Map<number, number>): Map<string, { fn: string; location: string; us: number }> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const childIds = new Set(profile.nodes.flatMap((n) => n.children ?? []));
+  const totals = new Map<string, { fn: string; location: string; us: number }>();
+  const onStack = new Map<string, number>();
+  const names = new Map<string, { fn: string; location: string }>();
+  const keyOf = (node: ProfileNode): { key: string; fn: string; location: string } | undefined => {
+    const { functionName, url, lineNumber, columnNumber } = node.callFrame;
+    if (!url) return undefined; // (root), (program), (garbage collector), natives
+    const pos = originalPosition(url, lineNumber, columnNumber);
+    const fn = functionName || '(anonymous)';
+    const location = `${pos.file}:${pos.line}`;
+    const key = `${fn} ${location}`;
+    names.set(key, { fn, location });
+    return { key, fn, location };
+  };
+  // Iterative depth-first walk (stacks can be deep); each entry is entered once and left once.
+  const stack: { node: ProfileNode; leaving: boolean }[] = profile.nodes
+    .filter((n) => !childIds.has(n.id))
+    .map((node) => ({ node, leaving: false }));
+  while (stack.length > 0) {
+    const { node, leaving } = stack.pop() as { node: ProfileNode; leaving: boolean };
+    const k = keyOf(node);
+    if (leaving) {
+      if (k) onStack.set(k.key, (onStack.get(k.key) ?? 1) - 1);
+      continue;
+    }
+    if (k) onStack.set(k.key, (onStack.get(k.key) ?? 0) + 1);
+    const us = self.get(node.id) ?? 0;
+    if (us > 0) {
+      for (const [key, depth] of onStack) {
+        if (depth <= 0) continue;
+        let t = totals.get(key);
+        if (!t) {
+          t = { ...(names.get(key) as { fn: string; location: string }), us: 0 };
+          totals.set(key, t);
+        }
+        t.us += us;
+      }
+    }
+    stack.push({ node, leaving: true });
+    for (const id of node.children ?? []) {
+      const child = byId.get(id);
+      if (child) stack.push({ node: child, leaving: false });
+    }
+  }
+  return totals;
 }

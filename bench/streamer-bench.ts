@@ -267,7 +267,8 @@ function printProfile(p: NonNullable<StreamerResult['profile']>): void {
   for (const h of p.top.slice(0, 20)) {
     process.stderr.write(`      ${h.selfPct.toFixed(1).padStart(5)}%  ${h.function}  ${h.location}${h.lines ? `  [${h.lines.join(', ')}]` : ''}\n`);
   }
-  process.stderr.write(`    by file: ${p.byFile.slice(0, 12).map((f) => `${f.file} ${f.selfPct}%`).join(', ')}\n    `);
+  process.stderr.write(`    by file: ${p.byFile.slice(0, 12).map((f) => `${f.file} ${f.selfPct}%`).join(', ')}\n`);
+  process.stderr.write(`    inclusive: ${p.inclusive.slice(0, 25).map((f) => `${f.function} ${f.pct}%`).join(', ')}\n    `);
 }
 
 const SLOT_KINDS = ['node_coalescing', 'node_eager', 'recvlogical', 'discard', 'sqs'] as const;
