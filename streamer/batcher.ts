@@ -26,8 +26,10 @@ interface OpenBatch {
   bytes: number;
   markers: TxMarker[];
   counts: number[];
-  firstPosition: string;
-  lastPosition: string;
+  firstLsn: bigint;
+  firstSeq: number;
+  lastLsn: bigint;
+  lastSeq: number;
   openedAt: number;
 }
 
@@ -71,10 +73,9 @@ export class Batcher {
       this.close(partition);
       batch = undefined;
     }
-    const position = positionKey(commitLsn, seq);
     if (!batch) {
       // A change larger than maxBytes (but within SQS's limit) travels alone.
-      batch = { parts: [], bytes: envelope, markers: [], counts: [], firstPosition: position, lastPosition: position, openedAt: this.now() };
+      batch = { parts: [], bytes: envelope, markers: [], counts: [], firstLsn: commitLsn, firstSeq: seq, lastLsn: commitLsn, lastSeq: seq, openedAt: this.now() };
       this.open[partition] = batch;
     } else {
       batch.bytes += 1; // the comma
@@ -83,7 +84,8 @@ export class Batcher {
     batch.parts.push(json);
     batch.bytes += size;
     this.bufferedBytes += size;
-    batch.lastPosition = position;
+    batch.lastLsn = commitLsn;
+    batch.lastSeq = seq;
     const last = batch.markers.length - 1;
     if (last >= 0 && batch.markers[last] === marker) batch.counts[last] = (batch.counts[last] as number) + 1;
     else {
@@ -123,7 +125,7 @@ export class Batcher {
       changes: b.parts.length,
       markers: b.markers,
       counts: b.counts,
-      deduplicationId: `${partition}.${b.firstPosition}.${b.lastPosition}`,
+      deduplicationId: `${partition}.${positionKey(b.firstLsn, b.firstSeq)}.${positionKey(b.lastLsn, b.lastSeq)}`,
     });
   }
 }
