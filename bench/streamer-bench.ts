@@ -41,7 +41,8 @@ const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--bi
   --runs N       measure every scenario N times and report medians (default 1)
   --no-big       skip the one-big-transaction scenario
   --big-rows N   rows of the big transaction (default 1000000)
-  --profile      CPU-profile the streamer children (slower); profiles in bench/results/profiles/`;
+  --profile      CPU-profile the streamer children (slower); profiles in bench/results/profiles/
+  --node-flags S extra Node flags for the streamer children, e.g. "--max-semi-space-size=32"`;
 
 interface Options {
   changes: number;
@@ -49,6 +50,7 @@ interface Options {
   big: boolean;
   bigRows: number;
   profile: boolean;
+  nodeFlags: string[];
 }
 
 function parseOptions(argv: string[]): Options {
@@ -60,6 +62,7 @@ function parseOptions(argv: string[]): Options {
       'no-big': { type: 'boolean', default: false },
       'big-rows': { type: 'string', default: '1000000' },
       profile: { type: 'boolean', default: false },
+      'node-flags': { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -78,6 +81,7 @@ function parseOptions(argv: string[]): Options {
     big: !values['no-big'],
     bigRows: int('big-rows', values['big-rows'], 1),
     profile: values.profile,
+    nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean),
   };
 }
 
@@ -240,7 +244,7 @@ async function streamerRun(
   return runNodeChild<StreamerResult>(ctx.scripts['run-streamer'] as string, job, {
     timeoutMs: timeoutFor(opts.expectedChanges),
     // Source maps let the profiler name .ts files and lines; otherwise the run stays plain.
-    ...(ctx.opts.profile ? { nodeFlags: ['--enable-source-maps'] } : {}),
+    nodeFlags: [...ctx.opts.nodeFlags, ...(ctx.opts.profile ? ['--enable-source-maps'] : [])],
   });
 }
 

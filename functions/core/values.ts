@@ -1,5 +1,5 @@
 /**
- * pgoutput text → lossless JSON values (docs/types.md is the table of every type).
+ * pgoutput text → lossless JSON values (the README's type table is the table of every type).
  *
  * pgoutput sends each column as the text of the type's output function, in a walsender
  * session whose settings we fix: DateStyle=ISO,YMD, TimeZone=UTC, IntervalStyle=iso_8601,

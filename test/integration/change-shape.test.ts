@@ -207,8 +207,8 @@ describe('change shape: one streamer, four partitions', () => {
 
   describe('TRUNCATE', () => {
     /** Every partition (message group) must get each table's truncate once, all at one position. */
-    function expectInEveryPartition(truncates: ReceivedChange[], table: string): ReceivedChange {
-      const ofTable = truncates.filter((c) => c.table === table);
+    function expectInEveryPartition(changes: ReceivedChange[], table: string): ReceivedChange {
+      const ofTable = changes.filter((c) => c.table === table && c.op === 'truncate');
       expect(ofTable.map((c) => c.groupId).sort()).toEqual(['p0', 'p1', 'p2', 'p3']);
       const [first] = ofTable;
       for (const c of ofTable) {

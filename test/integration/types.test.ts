@@ -1,5 +1,5 @@
 /**
- * docs/types.md, end to end: every row of the type table is one case below. Each sample is a
+ * the README's type table, end to end: every row of the type table is one case below. Each sample is a
  * column of one wide table; one row with every value goes through real PostgreSQL (pgoutput),
  * the real streamer and the SQS emulator, and each column must arrive as exactly the JSON
  * text the table promises — checked in the raw SQS body (JSON.parse would round
@@ -21,11 +21,11 @@ interface Sample {
 }
 
 interface TypeCase {
-  /** The docs/types.md row this case proves. */
+  /** The the README's type table row this case proves. */
   row: string;
   samples: Sample[];
   /** More to check on the insert event; `columns` are this case's column names, in sample order. */
-  also?: (change: ReceivedChange, columns: string[]) => void;
+  also?: { name: string; check: (change: ReceivedChange, columns: string[]) => void };
 }
 
 const s = (type: string, sql: string, json: string): Sample => ({ type, sql, json });
@@ -149,10 +149,12 @@ const CASES: TypeCase[] = [
   {
     row: 'json, jsonb holding null (also through a domain)',
     samples: [s('json', `'null'`, 'null'), s('jsonb', `'null'`, 'null'), s('json_doc', `'null'`, 'null'), s('jsonb', 'NULL', 'null')],
-    also(change, [jsonNull, jsonbNull, domainNull, sqlNull]) {
-      // The JSON literal null is named; SQL NULL is not.
-      expect(change.jsonNulls).toEqual({ after: [jsonNull, jsonbNull, domainNull] });
-      expect(change.jsonNulls?.after).not.toContain(sqlNull);
+    also: {
+      name: 'jsonNulls names the columns holding the JSON literal null, not the SQL NULL one',
+      check(change, [jsonNull, jsonbNull, domainNull, sqlNull]) {
+        expect(change.jsonNulls).toEqual({ after: [jsonNull, jsonbNull, domainNull] });
+        expect(change.jsonNulls?.after).not.toContain(sqlNull);
+      },
     },
   },
   {
@@ -296,7 +298,7 @@ const ALL_COLUMNS = CASES.flatMap((c, i) => c.samples.map((sample, j) => ({ name
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-describe('types: every row of docs/types.md, PostgreSQL → pgoutput → streamer → SQS', () => {
+describe('types: every row of the README's type table, PostgreSQL → pgoutput → streamer → SQS', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let queue: { endpoint: string; queueUrl: string; client: SQSClient };
   let running: RunningStreamer;
@@ -365,7 +367,7 @@ describe('types: every row of docs/types.md, PostgreSQL → pgoutput → streame
       expect(inserted.after?.[column], `${type} ${sql}`).toEqual(JSON.parse(json));
     });
     if (also) {
-      it('also', () => also(inserted, samples.map((_, j) => columnOf(index, j))));
+      it(also.name, () => also.check(inserted, samples.map((_, j) => columnOf(index, j))));
     }
   });
 

@@ -79,7 +79,7 @@ function json(oid: number, text: string): string {
 
 const FORTY_DIGITS = '1234567890123456789012345678901234567890';
 
-// One row (or more) per row of docs/types.md: [type, oid, PostgreSQL text, JSON in the event].
+// One row (or more) per row of the README's type table: [type, oid, PostgreSQL text, JSON in the event].
 const TABLE: [string, number, string, string][] = [
   ['bool true', 16, 't', 'true'],
   ['bool false', 16, 'f', 'false'],
@@ -217,7 +217,7 @@ const TABLE: [string, number, string, string][] = [
   ['unknown OID (hstore)', 99999, '"a"=>"1"', '"\\"a\\"=>\\"1\\""'],
 ];
 
-describe('converters: one row per docs/types.md row', () => {
+describe('converters: one row per the README's type table row', () => {
   it.each(TABLE)('%s (oid %i): %j', (_name, oid, text, expected) => {
     // Act
     const actual = json(oid, text);
