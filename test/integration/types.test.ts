@@ -298,7 +298,7 @@ const ALL_COLUMNS = CASES.flatMap((c, i) => c.samples.map((sample, j) => ({ name
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-describe('types: every row of the README's type table, PostgreSQL → pgoutput → streamer → SQS', () => {
+describe('types: every row of the README type table, PostgreSQL → pgoutput → streamer → SQS', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let queue: { endpoint: string; queueUrl: string; client: SQSClient };
   let running: RunningStreamer;
