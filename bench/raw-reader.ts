@@ -37,6 +37,7 @@ export interface RawReaderResult {
   payloadBytes: number;
   socketReads: number;
   peakRssMb: number;
+  cpuSeconds: number;
 }
 
 interface PgConnection {
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
   exitWithParent();
   const job = jobOf<RawReaderJob>();
   const started = performance.now();
+  const cpuAtStart = process.cpuUsage();
   const client = new pg.Client({ connectionString: job.url, replication: 'database' } as pg.ClientConfig);
   client.on('error', (err) => fail(err));
   await client.connect();
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
       if (tag === INSERT || tag === UPDATE || tag === DELETE) changes++;
       else if (tag === COMMIT && changes >= job.expectedChanges) {
         const seconds = (performance.now() - started) / 1000;
+        const cpu = process.cpuUsage(cpuAtStart);
         const endLsn = chunk.readBigUInt64BE(PAYLOAD + 10); // 'C', flags, commit LSN, end LSN
         const result: RawReaderResult = {
           variant: job.variant,
@@ -94,6 +97,7 @@ async function main(): Promise<void> {
           payloadBytes,
           socketReads,
           peakRssMb: peakRssMb(),
+          cpuSeconds: (cpu.user + cpu.system) / 1e6,
         };
         socket.destroy();
         finish(result);

@@ -14,6 +14,8 @@ export interface Measurement {
   changes: number;
   seconds: number;
   peakRssMb?: number;
+  /** CPU time of the reader's own process (not PostgreSQL's). */
+  cpuSeconds?: number;
   details?: Record<string, unknown>;
   error?: string;
 }
@@ -32,6 +34,8 @@ export interface SummaryRow {
   peakRssMb?: number;
   /** changes/s divided by the best ceiling of the same group. */
   ratioToCeiling?: number;
+  /** Median CPU time of the reader's process per change, in microseconds. */
+  cpuMicrosPerChange?: number;
   error?: string;
 }
 
@@ -61,6 +65,7 @@ export function summarize(measurements: Measurement[]): SummaryRow[] {
     const seconds = median(ok.map((m) => m.seconds));
     const changes = median(ok.map((m) => m.changes));
     const rss = ok.map((m) => m.peakRssMb).filter((v): v is number => v !== undefined);
+    const cpu = ok.map((m) => m.cpuSeconds).filter((v): v is number => v !== undefined);
     rows.push({
       scenario,
       label: first.label,
@@ -71,6 +76,7 @@ export function summarize(measurements: Measurement[]): SummaryRow[] {
       seconds,
       changesPerSecond: changes / seconds,
       ...(rss.length > 0 ? { peakRssMb: Math.max(...rss) } : {}),
+      ...(cpu.length > 0 ? { cpuMicrosPerChange: (median(cpu) * 1e6) / changes } : {}),
       ...(ok.length < all.length ? { error: `${all.length - ok.length} run(s) failed: ${all.find((m) => m.error)?.error}` } : {}),
     });
   }
@@ -130,16 +136,16 @@ export function evaluateTargets(rows: SummaryRow[]): TargetResult[] {
 
 export function markdown(rows: SummaryRow[], targets: TargetResult[]): string {
   const lines = [
-    '| scenario | changes | seconds | changes/s | peak RSS MB | ratio to ceiling |',
-    '|---|---:|---:|---:|---:|---:|',
+    '| scenario | changes | seconds | changes/s | peak RSS MB | ratio to ceiling | reader CPU µs/change |',
+    '|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     if (r.runs === 0) {
-      lines.push(`| ${r.label} | – | – | – | – | failed: ${oneLine(r.error)} |`);
+      lines.push(`| ${r.label} | – | – | – | – | failed: ${oneLine(r.error)} | – |`);
       continue;
     }
     lines.push(
-      `| ${r.label} | ${fmtInt(r.changes)} | ${r.seconds.toFixed(2)} | ${fmtInt(r.changesPerSecond)} | ${r.peakRssMb === undefined ? '–' : r.peakRssMb.toFixed(0)} | ${fmtRatio(r.ratioToCeiling)} |`,
+      `| ${r.label} | ${fmtInt(r.changes)} | ${r.seconds.toFixed(2)} | ${fmtInt(r.changesPerSecond)} | ${r.peakRssMb === undefined ? '–' : r.peakRssMb.toFixed(0)} | ${fmtRatio(r.ratioToCeiling)} | ${r.cpuMicrosPerChange === undefined ? '–' : r.cpuMicrosPerChange.toFixed(1)} |`,
     );
   }
   lines.push('', '| target | measured | result |', '|---|---|---|');

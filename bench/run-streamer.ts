@@ -36,6 +36,8 @@ export interface StreamerResult {
   /** From run() to the 'streaming' log line: connect, source checks, type catalog. */
   setupSeconds: number;
   peakRssMb: number;
+  /** CPU time (user + system) of this process while measured: steadier than wall time on a busy machine. */
+  cpuSeconds: number;
   /** RSS once the modules are loaded, before run(): what the process costs doing nothing. */
   startRssMb: number;
   /** Highest sampled V8 heap in use, and memory outside it (Buffers, strings' backing stores). */
@@ -91,6 +93,7 @@ async function main(): Promise<void> {
   const profiler = job.profilePath ? await startProfiler() : undefined;
 
   const startRssMb = process.memoryUsage.rss() / MIB;
+  const cpuAtStart = process.cpuUsage();
   const started = performance.now();
   const running = streamer.run();
   let maxHeapUsed = 0;
@@ -114,6 +117,7 @@ async function main(): Promise<void> {
       }
     }, POLL_MS);
   });
+  const cpu = process.cpuUsage(cpuAtStart);
   const profile = profiler ? await profiler.stop(job.profilePath as string) : undefined;
   const stats = streamer.stats();
   const result: StreamerResult = {
@@ -122,6 +126,7 @@ async function main(): Promise<void> {
     seconds: (finished - started) / 1000,
     setupSeconds: streamingAt > 0 ? (streamingAt - started) / 1000 : 0,
     peakRssMb: peakRssMb(),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
     startRssMb,
     maxHeapUsedMb: maxHeapUsed / MIB,
     maxExternalMb: maxExternal / MIB,

@@ -160,24 +160,34 @@ function findPgRecvlogical(): string | undefined {
   return undefined;
 }
 
-async function runPgRecvlogical(binary: string, dbUrl: string, slot: string, endLsn: string): Promise<{ seconds: number; peakRssMb?: number }> {
+async function runPgRecvlogical(
+  binary: string,
+  dbUrl: string,
+  slot: string,
+  endLsn: string,
+): Promise<{ seconds: number; peakRssMb?: number; cpuSeconds?: number }> {
   const url = new URL(dbUrl);
   const conninfo = `host=${url.hostname} port=${url.port} dbname=${decodeURIComponent(url.pathname.slice(1))} user=${decodeURIComponent(url.username)}`;
   const args = [
     '--start', '-d', conninfo, '-S', slot, '-f', '/dev/null', '-F', '0', '--no-loop', '--endpos', endLsn,
     '-o', 'proto_version=1', '-o', `publication_names=${ORDERS_PUBLICATION}`,
   ];
-  // GNU time reports the child's peak RSS; without it the bench still measures the time.
+  // GNU time reports the child's peak RSS and CPU time; without it the bench still measures the time.
   const time = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
   const started = performance.now();
-  const result = await runProcess(time ?? binary, time ? ['-f', 'BENCH_MAXRSS_KB=%M', binary, ...args] : args, {
+  const result = await runProcess(time ?? binary, time ? ['-f', 'BENCH_MAXRSS_KB=%M BENCH_CPU=%U+%S', binary, ...args] : args, {
     timeoutMs: 300_000,
     env: { PGPASSWORD: decodeURIComponent(url.password) },
   });
   const seconds = (performance.now() - started) / 1000;
   if (result.code !== 0) throw new Error(`pg_recvlogical exited with ${result.signal ?? result.code}: ${result.stderr.trim()}`);
   const rss = /BENCH_MAXRSS_KB=(\d+)/.exec(result.stderr);
-  return { seconds, ...(rss ? { peakRssMb: Number(rss[1]) / 1024 } : {}) };
+  const cpu = /BENCH_CPU=([\d.]+)\+([\d.]+)/.exec(result.stderr);
+  return {
+    seconds,
+    ...(rss ? { peakRssMb: Number(rss[1]) / 1024 } : {}),
+    ...(cpu ? { cpuSeconds: Number(cpu[1]) + Number(cpu[2]) } : {}),
+  };
 }
 
 // --- scenarios ------------------------------------------------------------------------------
@@ -255,15 +265,16 @@ function readerMeasurement(r: RawReaderResult): Omit<Measurement, 'scenario' | '
     changes: r.changes,
     seconds: r.seconds,
     peakRssMb: r.peakRssMb,
+    cpuSeconds: r.cpuSeconds,
     details: { endLsn: r.endLsn, xlogMessages: r.xlogMessages, payloadMb: r.payloadBytes / 2 ** 20, socketReads: r.socketReads, avgReadKb: r.payloadBytes / 1024 / r.socketReads },
   };
 }
 
 function streamerMeasurement(r: StreamerResult, expectedChanges: number): Omit<Measurement, 'scenario' | 'label' | 'group' | 'kind' | 'run'> {
   if (r.changes !== expectedChanges) throw new Error(`streamer decoded ${r.changes} changes, expected ${expectedChanges}`);
-  const { changes, seconds, peakRssMb, profile, ...details } = r;
+  const { changes, seconds, peakRssMb, cpuSeconds, profile, ...details } = r;
   if (profile) printProfile(profile);
-  return { changes, seconds, peakRssMb, details: profile ? { ...details, profile } : details };
+  return { changes, seconds, peakRssMb, cpuSeconds, details: profile ? { ...details, profile } : details };
 }
 
 function printProfile(p: NonNullable<StreamerResult['profile']>): void {
@@ -299,7 +310,7 @@ async function backlogRun(ctx: Context, run: number, expectedChanges: number, kn
   await measure(ctx, { scenario: 'ceiling-pg_recvlogical', label: 'ceiling: pg_recvlogical → /dev/null', group, kind: 'ceiling' }, run, async () => {
     if (!recvlogical) throw new Error('pg_recvlogical not found on PATH or under /usr/lib/postgresql/*/bin');
     const r = await runPgRecvlogical(recvlogical, ctx.dbUrl, slotName('recvlogical', run), endLsn);
-    return { changes: expectedChanges, seconds: r.seconds, ...(r.peakRssMb !== undefined ? { peakRssMb: r.peakRssMb } : {}) };
+    return { changes: expectedChanges, ...r };
   });
 
   await measure(ctx, { scenario: 'streamer-discard', label: 'streamer → discard sink', group, kind: 'streamer' }, run, async () => {
@@ -344,6 +355,18 @@ async function bigRun(ctx: Context, run: number, rows: number, known: { endLsn?:
     });
     return streamerMeasurement(r, rows);
   });
+}
+
+/** Which code was measured: the commit, and files of the measured code changed since. */
+async function gitState(): Promise<{ commit: string; uncommitted: string[] } | null> {
+  try {
+    const head = await runProcess('git', ['rev-parse', 'HEAD'], { timeoutMs: 10_000 });
+    const status = await runProcess('git', ['status', '--porcelain', '--', 'streamer', 'functions', 'bench'], { timeoutMs: 10_000 });
+    if (head.code !== 0) return null;
+    return { commit: head.stdout.trim(), uncommitted: status.stdout.split('\n').filter(Boolean).map((l) => l.trim()) };
+  } catch {
+    return null;
+  }
 }
 
 // --- main -----------------------------------------------------------------------------------
@@ -426,6 +449,7 @@ async function main(): Promise<void> {
 
   const report = {
     generatedAt: new Date().toISOString(),
+    git: await gitState(),
     options: opts,
     machine: {
       node: process.version,

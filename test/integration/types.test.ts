@@ -21,7 +21,7 @@ interface Sample {
 }
 
 interface TypeCase {
-  /** The the README's type table row this case proves. */
+  /** The README type-table row this case proves. */
   row: string;
   samples: Sample[];
   /** More to check on the insert event; `columns` are this case's column names, in sample order. */

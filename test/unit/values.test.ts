@@ -217,7 +217,7 @@ const TABLE: [string, number, string, string][] = [
   ['unknown OID (hstore)', 99999, '"a"=>"1"', '"\\"a\\"=>\\"1\\""'],
 ];
 
-describe('converters: one row per the README's type table row', () => {
+describe('converters: one row per README type-table row', () => {
   it.each(TABLE)('%s (oid %i): %j', (_name, oid, text, expected) => {
     // Act
     const actual = json(oid, text);
