@@ -27,6 +27,8 @@ export interface StreamerJob {
   endLsn: string;
   /** Write a CPU profile (source-mapped to the .ts files) here. */
   profilePath?: string;
+  /** Experiment: turn off the SDK's MD5 check of sent bodies (`md5: false`) on the streamer's client. */
+  sqsMd5Off?: boolean;
 }
 
 export interface StreamerResult {
@@ -35,6 +37,8 @@ export interface StreamerResult {
   seconds: number;
   /** From run() to the 'streaming' log line: connect, source checks, type catalog. */
   setupSeconds: number;
+  /** From run() to the first poll that saw every change decoded; the rest is the last batches' linger and delivery. */
+  decodedSeconds: number;
   peakRssMb: number;
   /** CPU time (user + system) of this process while measured: steadier than wall time on a busy machine. */
   cpuSeconds: number;
@@ -81,6 +85,8 @@ async function main(): Promise<void> {
   // Imported lazily so the bundler puts main.ts in its own chunk: its "am I the entry script"
   // check compares import.meta.url with argv[1], which inside a one-file bundle would be true.
   const sqs = job.sink === 'discard' ? discardClient() : (await import('#streamer/main.ts')).sqsClientFor(config, {});
+  // The SQS middleware reads this option on every call, so setting it after construction works.
+  if (job.sqsMd5Off && job.sink === 'sqs') (sqs.config as { md5?: unknown }).md5 = false;
   let streamingAt = 0;
   const log = createLogger({
     level: 'info',
@@ -101,6 +107,7 @@ async function main(): Promise<void> {
   let maxInFlight = 0;
   let pausedSamples = 0;
   let samples = 0;
+  let decodedAt = 0;
   const finished = await new Promise<number>((resolve, reject) => {
     running.then(() => reject(new Error('streamer stopped before the backlog was delivered')), reject);
     const timer = setInterval(() => {
@@ -111,6 +118,7 @@ async function main(): Promise<void> {
       if (mem.external > maxExternal) maxExternal = mem.external;
       if (s.inFlightBytes > maxInFlight) maxInFlight = s.inFlightBytes;
       if (s.paused) pausedSamples++;
+      if (decodedAt === 0 && s.changes >= job.expectedChanges) decodedAt = performance.now();
       if (s.changes >= job.expectedChanges && parseLsn(s.confirmedLsn) >= endLsn) {
         clearInterval(timer);
         resolve(performance.now());
@@ -125,6 +133,7 @@ async function main(): Promise<void> {
     changes: stats.changes,
     seconds: (finished - started) / 1000,
     setupSeconds: streamingAt > 0 ? (streamingAt - started) / 1000 : 0,
+    decodedSeconds: (decodedAt - started) / 1000,
     peakRssMb: peakRssMb(),
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     startRssMb,

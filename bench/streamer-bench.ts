@@ -24,6 +24,7 @@ import { approximateMessageCount, createFifoQueue, sqsClient } from '#test/helpe
 import {
   BIG_PUBLICATION,
   ORDERS_PUBLICATION,
+  ROWS_PER_TX,
   createSchema,
   createSlots,
   currentWalLsn,
@@ -42,7 +43,9 @@ const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--bi
   --no-big       skip the one-big-transaction scenario
   --big-rows N   rows of the big transaction (default 1000000)
   --profile      CPU-profile the streamer children (slower); profiles in bench/results/profiles/
-  --node-flags S extra Node flags for the streamer children, e.g. "--max-semi-space-size=32"`;
+  --node-flags=S extra Node flags for the streamer children, e.g. --node-flags=--max-old-space-size=128
+  --streamer-config=JSON  settings merged into the streamer's config, e.g. '{"maxConcurrentSends":4}'
+  --sqs-md5-off  experiment: the streamer's SQS client skips the SDK's MD5 check (md5: false)`;
 
 interface Options {
   changes: number;
@@ -51,6 +54,8 @@ interface Options {
   bigRows: number;
   profile: boolean;
   nodeFlags: string[];
+  streamerConfig: Record<string, unknown>;
+  sqsMd5Off: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -63,6 +68,8 @@ function parseOptions(argv: string[]): Options {
       'big-rows': { type: 'string', default: '1000000' },
       profile: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
+      'streamer-config': { type: 'string', default: '{}' },
+      'sqs-md5-off': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -82,7 +89,20 @@ function parseOptions(argv: string[]): Options {
     bigRows: int('big-rows', values['big-rows'], 1),
     profile: values.profile,
     nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean),
+    streamerConfig: jsonObject('streamer-config', values['streamer-config']),
+    sqsMd5Off: values['sqs-md5-off'],
   };
+}
+
+function jsonObject(name: string, text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`--${name} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`--${name} must be a JSON object`);
+  return value as Record<string, unknown>;
 }
 
 const RESULTS_DIR = path.join(BENCH_ROOT, 'bench', 'results');
@@ -98,6 +118,14 @@ const SERVER_FLAGS = [
 let postgres: TestPostgres | undefined;
 let fauxqs: ChildProcess | undefined;
 let cleaning: Promise<void> | undefined;
+/** Set by SIGINT/SIGTERM: stop measuring, write no results, leave once cleaned up. */
+let interrupted = false;
+
+class Interrupted extends Error {}
+
+function checkInterrupted(): void {
+  if (interrupted) throw new Interrupted('interrupted');
+}
 
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
@@ -110,6 +138,7 @@ function cleanup(): Promise<void> {
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
+    interrupted = true;
     console.error(`\n${signal}: stopping the bench`);
     void cleanup().finally(() => process.exit(130));
   });
@@ -212,12 +241,15 @@ async function measure(
   run: number,
   fn: () => Promise<Omit<Measurement, 'scenario' | 'label' | 'group' | 'kind' | 'run'>>,
 ): Promise<Measurement> {
+  checkInterrupted();
   process.stderr.write(`  run ${run}: ${base.label} … `);
   let m: Measurement;
   try {
     m = { ...base, run, ...(await fn()) };
+    checkInterrupted();
     process.stderr.write(`${Math.round(m.changes / m.seconds).toLocaleString('en-US')} changes/s in ${m.seconds.toFixed(2)} s${m.peakRssMb ? `, ${m.peakRssMb.toFixed(0)} MB` : ''}\n`);
   } catch (err) {
+    checkInterrupted(); // a child killed by the cleanup is no measurement
     const error = err instanceof Error ? err.message : String(err);
     m = { ...base, run, changes: 0, seconds: NaN, error };
     process.stderr.write(`FAILED\n${error}\n`);
@@ -245,10 +277,12 @@ async function streamerRun(
       managePublication: false,
       queueUrl: opts.queueUrl,
       ...(opts.sink === 'sqs' ? { sqsEndpoint: ctx.sqsEndpoint } : {}),
+      ...ctx.opts.streamerConfig,
     },
     sink: opts.sink,
     expectedChanges: opts.expectedChanges,
     endLsn: opts.endLsn,
+    ...(ctx.opts.sqsMd5Off ? { sqsMd5Off: true } : {}),
     ...(ctx.opts.profile ? { profilePath: path.join(RESULTS_DIR, 'profiles', `${opts.profileName}.cpuprofile`) } : {}),
   };
   return runNodeChild<StreamerResult>(ctx.scripts['run-streamer'] as string, job, {
@@ -379,7 +413,7 @@ async function main(): Promise<void> {
     console.error(`warning: load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} — other work on this machine will skew the figures`);
   }
   const plan = planBacklog(opts.changes);
-  console.error(`pgrelay bench: ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / 100} transactions, ${opts.runs} run(s)${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}`);
+  console.error(`pgrelay bench: ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / ROWS_PER_TX} transactions, ${opts.runs} run(s)${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}`);
 
   // Known (STACK.md), and it would land in the middle of the progress lines; children inherit it.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -437,6 +471,7 @@ async function main(): Promise<void> {
     big = { rows: opts.bigRows, generationSeconds: bigSeconds, walMb: bigWalMb, endLsn: bigKnown.endLsn };
   }
   await admin.end();
+  checkInterrupted();
 
   const rows = summarize(ctx.measurements);
   const targets = evaluateTargets(rows);
@@ -450,6 +485,14 @@ async function main(): Promise<void> {
   const report = {
     generatedAt: new Date().toISOString(),
     git: await gitState(),
+    method: {
+      slots: 'one pgoutput slot per reader and run, all created before the WAL they drain',
+      ceilingNode: 'pg Client (replication=database) counting Insert/Update/Delete payloads until the Commit that completes the expected changes; coalescing pauses reading 1 ms after a read under 32 KiB',
+      ceilingPgRecvlogical: 'pg_recvlogical -o proto_version=1 --endpos <end LSN of the last commit> -f /dev/null',
+      streamerDone: 'changes decoded >= expected AND stats().confirmedLsn >= end LSN of the last commit (only reached once SQS accepted everything before it); clock from run(), setup and the last batches linger included',
+      processes: 'every reader in its own process (streamer children bundled with esbuild, no tsx loader); fauxqs in its own process',
+      aggregation: 'median seconds over runs; peak RSS = highest over runs (getrusage maxRSS of the reader process)',
+    },
     options: opts,
     machine: {
       node: process.version,
@@ -478,8 +521,11 @@ let exitCode = 0;
 try {
   await main();
 } catch (err) {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-  exitCode = 1;
+  if (interrupted) exitCode = 130;
+  else {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    exitCode = 1;
+  }
 } finally {
   await cleanup();
 }

@@ -1,5 +1,5 @@
 /**
- * The streamer process: `pgrelay run` in ECS, or `tsx streamer/main.ts` locally.
+ * The streamer process: `pgrelay run` (streamer/cli.ts) in ECS or locally.
  * Config is parsed once here; nothing below reads process.env.
  */
 import { SQSClient } from '@aws-sdk/client-sqs';
@@ -73,14 +73,4 @@ export async function main(env: Record<string, string | undefined> = process.env
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`pgrelay: ${describeError(err).message}\n`);
-      process.exit(1);
-    },
-  );
 }
