@@ -59,8 +59,8 @@ export class Batcher {
     this.prefixBytes = this.prefixes.map((s) => s.length);
   }
 
-  add(partition: number, json: string, marker: TxMarker, commitLsn: bigint, seq: number): void {
-    const size = Buffer.byteLength(json, 'utf8');
+  /** `size` is the change's UTF-8 byte length (the decoder knows it without measuring). */
+  add(partition: number, json: string, size: number, marker: TxMarker, commitLsn: bigint, seq: number): void {
     const envelope = (this.prefixBytes[partition] as number) + CLOSE.length;
     if (size + envelope > SQS_MAX_MESSAGE_BYTES) {
       throw new DeliveryError(

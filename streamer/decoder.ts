@@ -6,9 +6,9 @@
  */
 import { DecodeError } from '#core/errors.ts';
 import { tableKey } from '#core/identifiers.ts';
-import { partitionOf } from '#core/partition.ts';
+import { fnv1a, tablePrefixHash } from '#core/partition.ts';
 import { formatLsn, pgMicrosToIso } from '#core/position.ts';
-import { RawJson, stringifyLossless, type TypeRegistry, type ValueConverter } from '#core/values.ts';
+import { stringifyLossless, type TypeRegistry, type ValueWriter } from '#core/values.ts';
 import { NULL, UNCHANGED_TOAST, parsePgOutput, type PgOutputMessage, type RelationColumn, type Tuple } from './pgoutput.ts';
 
 /** What the source check resolved for a configured table. */
@@ -24,10 +24,10 @@ export interface TableInfo {
 /** The pipeline side of the decoder: transaction boundaries and serialized changes. */
 export interface ChangeSink {
   begin(xid: number, commitLsn: bigint): void;
-  /** `json` is one serialized ChangeEvent; `partition` its message group. */
-  change(partition: number, json: string, seq: number): void;
+  /** `json` is one serialized ChangeEvent of `bytes` UTF-8 bytes; `partition` its message group. */
+  change(partition: number, json: string, bytes: number, seq: number): void;
   /** A change that belongs to every partition (TRUNCATE orders against all nodes of a table). */
-  broadcast(json: string, seq: number): void;
+  broadcast(json: string, bytes: number, seq: number): void;
   commit(endLsn: bigint): void;
   /** A keepalive position, in stream order with the data around it. */
   keepalive(walEnd: bigint): void;
@@ -36,14 +36,26 @@ export interface ChangeSink {
 
 interface Relation {
   ref: string; // schema.table
-  schemaJson: string;
-  tableJson: string;
+  /** `"schema":…,"table":…` as JSON. */
+  namesJson: string;
   columns: RelationColumn[];
   names: string[];
-  converters: ValueConverter[];
+  /** `"column":` per column, JSON-quoted once. */
+  prefixes: string[];
+  writers: ValueWriter[];
   keyIndexes: number[];
   jsonColumn: boolean[];
+  /** FNV state after `schema.table` and the separator (see partitionOf). */
+  hashPrefix: number;
+  /** A schema, table or column name is not ASCII: measure events' bytes instead of counting. */
+  nonAsciiNames: boolean;
 }
+
+/**
+ * A row as JSON fragments by column index: `undefined` where PostgreSQL sent nothing (an
+ * unchanged TOAST value), `null` text for SQL NULL.
+ */
+type Fragments = (string | undefined)[];
 
 export interface DecoderOptions {
   types: TypeRegistry;
@@ -210,16 +222,20 @@ export class Decoder {
       }
       return i;
     });
+    // Through stringifyLossless, not JSON.stringify: names may hold characters SQS refuses raw.
+    const namesJson = `"schema":${stringifyLossless(msg.schema)},"table":${stringifyLossless(msg.table)}`;
+    const prefixes = names.map((n) => `${stringifyLossless(n)}:`);
     this.relations.set(msg.relationId, {
       ref,
-      // Through stringifyLossless, not JSON.stringify: names may hold characters SQS refuses raw.
-      schemaJson: stringifyLossless(msg.schema),
-      tableJson: stringifyLossless(msg.table),
+      namesJson,
       columns: msg.columns,
       names,
-      converters: msg.columns.map((c) => this.opts.types.converter(c.typeOid)),
+      prefixes,
+      writers: msg.columns.map((c) => this.opts.types.writer(c.typeOid)),
       keyIndexes,
       jsonColumn: msg.columns.map((c) => JSON_OIDS.has(this.opts.types.baseOid(c.typeOid))),
+      hashPrefix: tablePrefixHash(ref),
+      nonAsciiNames: Buffer.byteLength(namesJson + prefixes.join('')) !== namesJson.length + prefixes.join('').length,
     });
   }
 
@@ -240,58 +256,65 @@ export class Decoder {
     if (rel === null) return;
     const seq = tx.seq++;
 
-    let after: Record<string, unknown> | null = null;
-    let before: Record<string, unknown> | null = null;
+    let after: Fragments | null = null;
+    let before: Fragments | null = null;
     let unchanged: string[] | undefined;
-    const jsonNullsAfter: string[] = [];
-    const jsonNullsBefore: string[] = [];
-    let keySource: Record<string, unknown>;
-    let oldKey: Record<string, unknown> | undefined;
+    let jsonNullsAfter: string[] | undefined;
+    let jsonNullsBefore: string[] | undefined;
+    let keySource: Fragments;
+    let oldKeySource: Fragments | undefined;
 
     if (msg.tag === 'delete') {
       if (msg.oldTuple) {
-        before = this.toRow(rel, msg.oldTuple, null, jsonNullsBefore, undefined);
+        before = this.fragments(rel, msg.oldTuple, null);
+        jsonNullsBefore = this.jsonNulls(rel, msg.oldTuple);
         keySource = before;
       } else {
-        keySource = this.keyRow(rel, msg.keyTuple as Tuple);
+        keySource = this.keyFragments(rel, msg.keyTuple as Tuple);
       }
     } else {
       const oldTuple = msg.tag === 'update' ? msg.oldTuple : null;
-      if (oldTuple) before = this.toRow(rel, oldTuple, null, jsonNullsBefore, undefined);
-      const missing: string[] = [];
-      after = this.toRow(rel, msg.newTuple, before, jsonNullsAfter, missing);
-      if (missing.length > 0) unchanged = missing;
+      if (oldTuple) {
+        before = this.fragments(rel, oldTuple, null);
+        jsonNullsBefore = this.jsonNulls(rel, oldTuple);
+      }
+      after = this.fragments(rel, msg.newTuple, before);
+      jsonNullsAfter = this.jsonNulls(rel, msg.newTuple);
       keySource = after;
+      for (let i = 0; i < after.length; i++) {
+        if (after[i] === undefined) (unchanged ??= []).push(rel.names[i] as string);
+      }
       if (msg.tag === 'update') {
-        const previous = msg.keyTuple ? this.keyRow(rel, msg.keyTuple) : before;
-        if (previous && !this.sameKey(rel, previous, after)) oldKey = this.pickKey(rel, previous);
-        if (unchanged && previous) {
-          // A TOASTed key column that did not change is only in the old key.
+        const previous = msg.keyTuple ? this.keyFragments(rel, msg.keyTuple) : before;
+        if (previous) {
+          if (unchanged) {
+            // A TOASTed key column that did not change is only in the old key.
+            keySource = after.slice();
+            for (const i of rel.keyIndexes) if (keySource[i] === undefined) keySource[i] = previous[i];
+          }
           for (const i of rel.keyIndexes) {
-            const name = rel.names[i] as string;
-            if (!(name in after) && name in previous) keySource = { ...keySource, [name]: previous[name] };
+            if (previous[i] !== undefined && keySource[i] !== undefined && previous[i] !== keySource[i]) {
+              oldKeySource = previous;
+              break;
+            }
           }
         }
       }
     }
 
-    const key = this.pickKey(rel, keySource);
-    const keyJson = stringifyLossless(key);
+    const keyJson = this.objectJson(rel, keySource, rel.keyIndexes, true);
     let extra = '';
-    if (oldKey) extra += `,"oldKey":${stringifyLossless(oldKey)}`;
+    if (oldKeySource) extra += `,"oldKey":${this.objectJson(rel, oldKeySource, rel.keyIndexes, true)}`;
     if (unchanged) extra += `,"unchanged":${stringifyLossless(unchanged)}`;
-    if (jsonNullsAfter.length > 0 || jsonNullsBefore.length > 0) {
-      extra += `,"jsonNulls":${stringifyLossless({
-        after: jsonNullsAfter.length > 0 ? jsonNullsAfter : undefined,
-        before: jsonNullsBefore.length > 0 ? jsonNullsBefore : undefined,
-      })}`;
-    }
+    if (jsonNullsAfter || jsonNullsBefore) extra += `,"jsonNulls":${stringifyLossless({ after: jsonNullsAfter, before: jsonNullsBefore })}`;
     const json =
-      `{"v":1,"op":"${msg.tag}","schema":${rel.schemaJson},"table":${rel.tableJson},"key":${keyJson}` +
-      `,"after":${after ? stringifyLossless(after) : 'null'},"before":${before ? stringifyLossless(before) : 'null'}${extra}` +
+      `{"v":1,"op":"${msg.tag}",${rel.namesJson},"key":${keyJson}` +
+      `,"after":${after ? this.objectJson(rel, after, null, false) : 'null'},"before":${before ? this.objectJson(rel, before, null, false) : 'null'}${extra}` +
       `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
+    // Pure ASCII (the usual case): the length is the byte count, no need to measure.
+    const bytes = msg.nonAscii || rel.nonAsciiNames ? Buffer.byteLength(json) : json.length;
     this.changes++;
-    this.opts.sink.change(partitionOf(rel.ref, keyJson, this.opts.partitions), json, seq);
+    this.opts.sink.change(fnv1a(keyJson, rel.hashPrefix) % this.opts.partitions, json, bytes, seq);
   }
 
   private onTruncate(msg: Extract<PgOutputMessage, { tag: 'truncate' }>): void {
@@ -301,47 +324,55 @@ export class Decoder {
       if (rel === null) continue;
       const seq = tx.seq++;
       const json =
-        `{"v":1,"op":"truncate","schema":${rel.schemaJson},"table":${rel.tableJson},"key":null,"after":null,"before":null` +
+        `{"v":1,"op":"truncate",${rel.namesJson},"key":null,"after":null,"before":null` +
         `,"truncate":{"cascade":${msg.cascade},"restartIdentity":${msg.restartIdentity}}` +
         `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
       this.changes++;
-      this.opts.sink.broadcast(json, seq);
+      this.opts.sink.broadcast(json, rel.nonAsciiNames ? Buffer.byteLength(json) : json.length, seq);
     }
   }
 
   /**
-   * Convert a tuple to a row. Unchanged TOAST columns are taken from `old` when it has
-   * them, else left out and their names pushed to `missing`.
+   * A tuple's values as JSON fragments. Unchanged TOAST values are taken from `old` when it
+   * has them (REPLICA IDENTITY FULL), else left undefined.
    */
-  private toRow(
-    rel: Relation,
-    tuple: Tuple,
-    old: Record<string, unknown> | null,
-    jsonNulls: string[],
-    missing: string[] | undefined,
-  ): Record<string, unknown> {
-    const row: Record<string, unknown> = {};
+  private fragments(rel: Relation, tuple: Tuple, old: Fragments | null): Fragments {
     const n = Math.min(tuple.length, rel.names.length);
+    const out: Fragments = new Array(n);
     for (let i = 0; i < n; i++) {
       const v = tuple[i];
-      const name = rel.names[i] as string;
-      if (typeof v === 'string') {
-        const converted = this.convert(rel, i, v);
-        row[name] = converted;
-        if (rel.jsonColumn[i] && converted instanceof RawJson && converted.text.trim() === 'null') jsonNulls.push(name);
-      } else if (v === NULL) {
-        row[name] = null;
-      } else if (v === UNCHANGED_TOAST) {
-        if (old && name in old) row[name] = old[name];
-        else missing?.push(name);
-      }
+      if (typeof v === 'string') out[i] = this.write(rel, i, v);
+      else if (v === NULL) out[i] = 'null';
+      else out[i] = old ? old[i] : undefined; // UNCHANGED_TOAST
     }
-    return row;
+    return out;
   }
 
-  private convert(rel: Relation, i: number, text: string): unknown {
+  /** Only the key columns of an identity ('K') tuple carry values. */
+  private keyFragments(rel: Relation, tuple: Tuple): Fragments {
+    const out: Fragments = new Array(rel.names.length);
+    for (const i of rel.keyIndexes) {
+      const v = tuple[i];
+      if (typeof v === 'string') out[i] = this.write(rel, i, v);
+      else if (v === NULL) out[i] = 'null';
+    }
+    return out;
+  }
+
+  /** json/jsonb columns holding the JSON literal null (SQL NULL is not listed). */
+  private jsonNulls(rel: Relation, tuple: Tuple): string[] | undefined {
+    let found: string[] | undefined;
+    for (let i = 0; i < rel.jsonColumn.length; i++) {
+      if (!rel.jsonColumn[i]) continue;
+      const v = tuple[i];
+      if (typeof v === 'string' && (v === 'null' || v.trim() === 'null')) (found ??= []).push(rel.names[i] as string);
+    }
+    return found;
+  }
+
+  private write(rel: Relation, i: number, text: string): string {
     try {
-      return (rel.converters[i] as ValueConverter)(text);
+      return (rel.writers[i] as ValueWriter)(text);
     } catch (err) {
       if (err instanceof DecodeError) {
         throw new DecodeError(err.code, `${rel.ref}.${rel.names[i]}: ${err.message}`, { cause: err });
@@ -350,36 +381,22 @@ export class Decoder {
     }
   }
 
-  /** Only the key columns of an identity ('K') tuple carry values. */
-  private keyRow(rel: Relation, tuple: Tuple): Record<string, unknown> {
-    const row: Record<string, unknown> = {};
-    for (const i of rel.keyIndexes) {
-      const v = tuple[i];
-      const name = rel.names[i] as string;
-      if (typeof v === 'string') row[name] = this.convert(rel, i, v);
-      else if (v === NULL) row[name] = null;
-    }
-    return row;
-  }
-
-  private pickKey(rel: Relation, row: Record<string, unknown>): Record<string, unknown> {
-    const key: Record<string, unknown> = {};
-    for (const i of rel.keyIndexes) {
-      const name = rel.names[i] as string;
-      if (!(name in row)) {
-        throw new DecodeError('NO_KEY', `${rel.ref}: the change does not carry key column "${name}"; set REPLICA IDENTITY FULL or a key that PostgreSQL sends`);
+  /** `{"col":value,…}` over `indexes` (all columns when null), skipping absent values. */
+  private objectJson(rel: Relation, row: Fragments, indexes: number[] | null, isKey: boolean): string {
+    let out = '{';
+    const n = indexes ? indexes.length : row.length;
+    for (let k = 0; k < n; k++) {
+      const i = indexes ? (indexes[k] as number) : k;
+      const value = row[i];
+      if (value === undefined) {
+        if (isKey) {
+          throw new DecodeError('NO_KEY', `${rel.ref}: the change does not carry key column "${rel.names[i]}"; set REPLICA IDENTITY FULL or a key that PostgreSQL sends`);
+        }
+        continue;
       }
-      key[name] = row[name];
+      if (out.length > 1) out += ',';
+      out += (rel.prefixes[i] as string) + value;
     }
-    return key;
-  }
-
-  private sameKey(rel: Relation, a: Record<string, unknown>, b: Record<string, unknown>): boolean {
-    for (const i of rel.keyIndexes) {
-      const name = rel.names[i] as string;
-      if (!(name in a) || !(name in b)) continue;
-      if (stringifyLossless(a[name]) !== stringifyLossless(b[name])) return false;
-    }
-    return true;
+    return out + '}';
   }
 }

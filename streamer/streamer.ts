@@ -375,13 +375,13 @@ class Session implements ChangeSink {
     this.commitLsn = commitLsn;
   }
 
-  change(partition: number, json: string, seq: number): void {
-    this.batcher.add(partition, json, this.marker as TxMarker, this.commitLsn, seq);
+  change(partition: number, json: string, bytes: number, seq: number): void {
+    this.batcher.add(partition, json, bytes, this.marker as TxMarker, this.commitLsn, seq);
     this.checkBackpressure();
   }
 
-  broadcast(json: string, seq: number): void {
-    for (let p = 0; p < this.deps.config.partitions; p++) this.batcher.add(p, json, this.marker as TxMarker, this.commitLsn, seq);
+  broadcast(json: string, bytes: number, seq: number): void {
+    for (let p = 0; p < this.deps.config.partitions; p++) this.batcher.add(p, json, bytes, this.marker as TxMarker, this.commitLsn, seq);
     this.checkBackpressure();
   }
 

@@ -228,6 +228,13 @@ function catalogText(row: Record<string, unknown>, column: string): string {
 
 export type ValueConverter = (text: string) => LosslessValue;
 
+/**
+ * text → the value's JSON text, what `stringifyLossless(converter(text))` gives, built per
+ * type so the hot types skip the intermediate value: the decoder writes events straight
+ * from these fragments.
+ */
+export type ValueWriter = (text: string) => string;
+
 /** OIDs of the built-in types we dispatch on; fixed by PostgreSQL since their introduction. */
 export const PG_OID = {
   bool: 16,
@@ -792,6 +799,7 @@ const BUILTIN_CONVERTERS = builtinConverters();
 export class TypeRegistry {
   readonly #types = new Map<number, PgType>();
   readonly #converters = new Map<number, ValueConverter>();
+  readonly #writers = new Map<number, ValueWriter>();
 
   constructor(types: Iterable<PgType> = []) {
     this.add(types);
@@ -825,6 +833,7 @@ export class TypeRegistry {
   add(types: Iterable<PgType>): void {
     for (const type of types) this.#types.set(type.oid, type);
     this.#converters.clear();
+    this.#writers.clear();
   }
 
   /**
@@ -850,6 +859,49 @@ export class TypeRegistry {
     };
     for (const oid of oids) visit(oid);
     return missing;
+  }
+
+  /** The JSON writer for a type (see ValueWriter); cached like converters. */
+  writer(oid: number): ValueWriter {
+    let writer = this.#writers.get(oid);
+    if (writer === undefined) {
+      writer = this.#buildWriter(oid);
+      this.#writers.set(oid, writer);
+    }
+    return writer;
+  }
+
+  #buildWriter(oid: number): ValueWriter {
+    const convert = this.converter(oid);
+    if (convert === identity) return quote;
+    switch (this.baseOid(oid)) {
+      case PG_OID.bool:
+        return (text) => (convert(text) ? 'true' : 'false');
+      case PG_OID.int2:
+      case PG_OID.int4:
+      case PG_OID.oid:
+      case PG_OID.xid:
+      case PG_OID.cid:
+        // The converter checks the syntax; PostgreSQL's integer text is already a JSON number.
+        return (text) => {
+          convert(text);
+          return text;
+        };
+      case PG_OID.int8:
+      case PG_OID.xid8:
+      case PG_OID.numeric:
+      case PG_OID.date:
+      case PG_OID.time:
+      case PG_OID.timetz:
+      case PG_OID.timestamp:
+      case PG_OID.timestamptz:
+      case PG_OID.interval:
+      case PG_OID.bytea:
+        // Their JSON strings are ASCII letters, digits and punctuation: nothing to escape.
+        return (text) => '"' + (convert(text) as string) + '"';
+      default:
+        return (text) => stringifyLossless(convert(text));
+    }
   }
 
   converter(oid: number): ValueConverter {

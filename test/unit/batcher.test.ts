@@ -16,7 +16,7 @@ describe('batcher', () => {
     const out: OutgoingMessage[] = [];
     const b = new Batcher({ partitions: 2, maxBytes: 4096, maxChanges: 1000, lingerMs: 1000 }, (m) => out.push(m));
     const tx = new TxMarker();
-    for (let i = 0; i < 50; i++) b.add(1, change(i, 200), tx, 16n, i);
+    for (let i = 0; i < 50; i++) b.add(1, change(i, 200), Buffer.byteLength(change(i, 200)), tx, 16n, i);
     b.flushAll();
     expect(out.length).toBeGreaterThan(2);
     let seen = 0;
@@ -38,7 +38,7 @@ describe('batcher', () => {
     const out: OutgoingMessage[] = [];
     const b = new Batcher({ partitions: 1, maxBytes: 256 * 1024, maxChanges: 3, lingerMs: 10 }, (m) => out.push(m), () => now);
     const tx = new TxMarker();
-    for (let i = 0; i < 4; i++) b.add(0, change(i), tx, 0x1234n, i);
+    for (let i = 0; i < 4; i++) b.add(0, change(i), Buffer.byteLength(change(i)), tx, 0x1234n, i);
     expect(out.map((m) => m.changes)).toEqual([3]);
     b.flushDue();
     expect(out).toHaveLength(1);
@@ -54,9 +54,9 @@ describe('batcher', () => {
     const b = new Batcher({ partitions: 1, maxBytes: 256 * 1024, maxChanges: 100, lingerMs: 10 }, (m) => out.push(m));
     const t1 = new TxMarker();
     const t2 = new TxMarker();
-    b.add(0, change(0), t1, 1n, 0);
-    b.add(0, change(1), t1, 1n, 1);
-    b.add(0, change(0), t2, 2n, 0);
+    b.add(0, change(0), Buffer.byteLength(change(0)), t1, 1n, 0);
+    b.add(0, change(1), Buffer.byteLength(change(1)), t1, 1n, 1);
+    b.add(0, change(0), Buffer.byteLength(change(0)), t2, 2n, 0);
     b.flushAll();
     expect(out[0]!.markers).toEqual([t1, t2]);
     expect(out[0]!.counts).toEqual([2, 1]);
@@ -66,15 +66,15 @@ describe('batcher', () => {
     const out: OutgoingMessage[] = [];
     const b = new Batcher({ partitions: 1, maxBytes: 4096, maxChanges: 100, lingerMs: 10 }, (m) => out.push(m));
     const tx = new TxMarker();
-    b.add(0, change(0), tx, 1n, 0);
-    b.add(0, change(1, 10_000), tx, 1n, 1);
-    b.add(0, change(2), tx, 1n, 2);
+    b.add(0, change(0), Buffer.byteLength(change(0)), tx, 1n, 0);
+    b.add(0, change(1, 10_000), Buffer.byteLength(change(1, 10_000)), tx, 1n, 1);
+    b.add(0, change(2), Buffer.byteLength(change(2)), tx, 1n, 2);
     b.flushAll();
     expect(out.map((m) => m.changes)).toEqual([1, 1, 1]);
     expect(out[1]!.bytes).toBeGreaterThan(10_000);
     let err: unknown;
     try {
-      b.add(0, change(3, 1024 * 1024), tx, 1n, 3);
+      b.add(0, change(3, 1024 * 1024), Buffer.byteLength(change(3, 1024 * 1024)), tx, 1n, 3);
     } catch (e) {
       err = e;
     }

@@ -226,6 +226,17 @@ describe('converters: one row per README type-table row', () => {
   });
 });
 
+describe('writers: the JSON fragments events are built from', () => {
+  it.each(TABLE)('%s (oid %i): writer gives %j too', (_name, oid, text, expected) => {
+    expect(registry.writer(oid)(text)).toBe(expected);
+  });
+
+  it('reject what the converter rejects', () => {
+    expect(() => registry.writer(PG_OID.int4)('12x')).toThrow(DecodeError);
+    expect(() => registry.writer(PG_OID.timestamptz)('yesterday')).toThrow(DecodeError);
+  });
+});
+
 describe('converters: JSON values', () => {
   it('returns RawJson for json and jsonb, verbatim', () => {
     const value = registry.converter(PG_OID.jsonb)('{"a": 12345678901234567890}');
