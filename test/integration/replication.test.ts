@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { parseStreamerConfig } from '#core/config.ts';
+import { ConnectionProvider } from '#streamer/connection.ts';
+import { ReplicationStream } from '#streamer/replication.ts';
+import { testDatabase, withClient } from '#test/helpers/postgres.ts';
+import { slotNameFor } from '#test/helpers/streamer.ts';
+import { waitFor } from '#test/helpers/wait.ts';
+
+async function prepare(hint: string) {
+  const db = await testDatabase(hint);
+  const slot = slotNameFor(db.url);
+  await withClient(db.url, async (c) => {
+    await c.query('CREATE TABLE t (id int PRIMARY KEY)');
+    await c.query('CREATE PUBLICATION p FOR TABLE t');
+    await c.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+  });
+  const config = parseStreamerConfig({ database: { url: db.url }, tables: ['t'], queueUrl: 'http://localhost/q.fifo' });
+  const clientConfig = await new ConnectionProvider(config.database).clientConfig();
+  const slotActive = async () => (await withClient(db.url, (c) => c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [slot]))).rowCount === 1;
+  return { db, slot, clientConfig, slotActive };
+}
+
+describe('replication stream', () => {
+  // Regression: when START_REPLICATION was refused (slot held by another process), the reply
+  // arrived as a small read, the 1 ms read-coalescing pause stopped the socket, and closing
+  // the client inside that millisecond waited forever for an 'end' the paused socket never
+  // emitted: the streamer waiting for a deploy's old task hung on shutdown.
+  it('stops promptly after START_REPLICATION was refused because the slot is in use', async () => {
+    const { db, slot, clientConfig, slotActive } = await prepare('refused');
+    try {
+      const holder = new ReplicationStream(clientConfig, { slotName: slot, publicationName: 'p', messages: true });
+      const holding = holder.run(0n, { onData: () => {}, onKeepalive: () => {} });
+      await waitFor(slotActive);
+      for (let i = 0; i < 10; i++) {
+        const waiting = new ReplicationStream(clientConfig, { slotName: slot, publicationName: 'p', messages: true });
+        await expect(waiting.run(0n, { onData: () => {}, onKeepalive: () => {} })).rejects.toMatchObject({ code: '55006' });
+        const t0 = performance.now();
+        await waiting.stop();
+        expect(performance.now() - t0).toBeLessThan(4_000);
+      }
+      await holder.stop();
+      await holding;
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('stops promptly while paused', async () => {
+    const db = await testDatabase('paused');
+    const slot = slotNameFor(db.url);
+    try {
+      await withClient(db.url, async (c) => {
+        await c.query('CREATE TABLE t (id int PRIMARY KEY)');
+        await c.query('CREATE PUBLICATION p FOR TABLE t');
+        await c.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+      });
+      const config = parseStreamerConfig({ database: { url: db.url }, tables: ['t'], queueUrl: 'http://localhost/q.fifo' });
+      const stream = new ReplicationStream(await new ConnectionProvider(config.database).clientConfig(), { slotName: slot, publicationName: 'p', messages: true });
+      let payloads = 0;
+      const running = stream.run(0n, { onData: () => payloads++, onKeepalive: () => {} });
+      await waitFor(async () => (await withClient(db.url, (c) => c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [slot]))).rowCount === 1);
+      await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
+      await waitFor(() => payloads >= 3); // Begin, Relation, Insert, Commit
+      stream.pause();
+      const t0 = performance.now();
+      await stream.stop();
+      await running;
+      expect(performance.now() - t0).toBeLessThan(4_000); // well before the 5 s destroy fallback
+      await waitFor(async () => (await withClient(db.url, (c) => c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active', [slot]))).rowCount === 0);
+    } finally {
+      await db.drop();
+    }
+  });
+});
