@@ -19,6 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { parseLsn } from '#core/position.ts';
+import { STREAMER_NODE_OPTIONS } from '#streamer/node-options.ts';
 import { createTestDatabase, startTestPostgres, type TestPostgres } from '#test/helpers/postgres.ts';
 import { approximateMessageCount, createFifoQueue, sqsClient } from '#test/helpers/sqs.ts';
 import {
@@ -43,7 +44,7 @@ const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--bi
   --no-big       skip the one-big-transaction scenario
   --big-rows N   rows of the big transaction (default 1000000)
   --profile      CPU-profile the streamer children (slower); profiles in bench/results/profiles/
-  --node-flags=S extra Node flags for the streamer children, e.g. --node-flags=--max-old-space-size=128
+  --node-flags=S extra Node flags for the streamer children, after its production ones (streamer/node-options.ts)
   --streamer-config=JSON  settings merged into the streamer's config, e.g. '{"maxConcurrentSends":4}'
   --sqs-md5-off  experiment: the streamer's SQS client skips the SDK's MD5 check (md5: false)`;
 
@@ -287,8 +288,9 @@ async function streamerRun(
   };
   return runNodeChild<StreamerResult>(ctx.scripts['run-streamer'] as string, job, {
     timeoutMs: timeoutFor(opts.expectedChanges),
-    // Source maps let the profiler name .ts files and lines; otherwise the run stays plain.
-    nodeFlags: [...ctx.opts.nodeFlags, ...(ctx.opts.profile ? ['--enable-source-maps'] : [])],
+    // The streamer's production flags first (later ones win), then the caller's; source maps
+    // let the profiler name .ts files and lines.
+    nodeFlags: [...STREAMER_NODE_OPTIONS, ...ctx.opts.nodeFlags, ...(ctx.opts.profile ? ['--enable-source-maps'] : [])],
   });
 }
 

@@ -47,8 +47,6 @@ interface Relation {
   jsonColumn: boolean[];
   /** FNV state after `schema.table` and the separator (see partitionOf). */
   hashPrefix: number;
-  /** A schema, table or column name is not ASCII: measure events' bytes instead of counting. */
-  nonAsciiNames: boolean;
 }
 
 /**
@@ -72,6 +70,7 @@ export interface DecoderOptions {
 }
 
 const JSON_OIDS = new Set([114, 3802]);
+
 
 interface OpenTx {
   xid: number;
@@ -235,7 +234,6 @@ export class Decoder {
       keyIndexes,
       jsonColumn: msg.columns.map((c) => JSON_OIDS.has(this.opts.types.baseOid(c.typeOid))),
       hashPrefix: tablePrefixHash(ref),
-      nonAsciiNames: Buffer.byteLength(namesJson + prefixes.join('')) !== namesJson.length + prefixes.join('').length,
     });
   }
 
@@ -311,8 +309,10 @@ export class Decoder {
       `{"v":1,"op":"${msg.tag}",${rel.namesJson},"key":${keyJson}` +
       `,"after":${after ? this.objectJson(rel, after, null, false) : 'null'},"before":${before ? this.objectJson(rel, before, null, false) : 'null'}${extra}` +
       `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
-    // Pure ASCII (the usual case): the length is the byte count, no need to measure.
-    const bytes = msg.nonAscii || rel.nonAsciiNames ? Buffer.byteLength(json) : json.length;
+    // Measuring also flattens the string V8 built by concatenation, while it is young. Left
+    // a rope of small pieces inside an open batch, it is promoted, and collecting and finally
+    // joining it cost far more (measured: 107k → 191k changes/s, GC from 47% of CPU).
+    const bytes = Buffer.byteLength(json);
     this.changes++;
     this.opts.sink.change(fnv1a(keyJson, rel.hashPrefix) % this.opts.partitions, json, bytes, seq);
   }
@@ -328,7 +328,7 @@ export class Decoder {
         `,"truncate":{"cascade":${msg.cascade},"restartIdentity":${msg.restartIdentity}}` +
         `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
       this.changes++;
-      this.opts.sink.broadcast(json, rel.nonAsciiNames ? Buffer.byteLength(json) : json.length, seq);
+      this.opts.sink.broadcast(json, Buffer.byteLength(json), seq);
     }
   }
 

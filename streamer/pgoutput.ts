@@ -27,9 +27,9 @@ export type PgOutputMessage =
   | { tag: 'origin'; lsn: bigint; name: string }
   | { tag: 'relation'; relationId: number; schema: string; table: string; replicaIdentity: string; columns: RelationColumn[] }
   | { tag: 'type'; typeOid: number; schema: string; name: string }
-  | { tag: 'insert'; relationId: number; newTuple: Tuple; nonAscii: boolean }
-  | { tag: 'update'; relationId: number; keyTuple: Tuple | null; oldTuple: Tuple | null; newTuple: Tuple; nonAscii: boolean }
-  | { tag: 'delete'; relationId: number; keyTuple: Tuple | null; oldTuple: Tuple | null; nonAscii: boolean }
+  | { tag: 'insert'; relationId: number; newTuple: Tuple}
+  | { tag: 'update'; relationId: number; keyTuple: Tuple | null; oldTuple: Tuple | null; newTuple: Tuple}
+  | { tag: 'delete'; relationId: number; keyTuple: Tuple | null; oldTuple: Tuple | null}
   | { tag: 'truncate'; cascade: boolean; restartIdentity: boolean; relationIds: number[] }
   | { tag: 'message'; transactional: boolean; lsn: bigint; prefix: string; content: Buffer };
 
@@ -38,8 +38,6 @@ const TRUNCATE_RESTART_IDENTITY = 2;
 
 class Reader {
   pos = 0;
-  /** Set when a text value decoded to fewer UTF-16 units than it had bytes: not pure ASCII. */
-  nonAscii = false;
   constructor(private readonly buf: Buffer) {}
 
   private need(n: number): void {
@@ -105,9 +103,7 @@ class Reader {
       if (kind === 0x74 /* t */) {
         const len = this.i32();
         this.need(len);
-        const text = buf.toString('utf8', this.pos, this.pos + len);
-        if (text.length !== len) this.nonAscii = true;
-        values[i] = text;
+        values[i] = buf.toString('utf8', this.pos, this.pos + len);
         this.pos += len;
       } else if (kind === 0x6e /* n */) {
         values[i] = NULL;
@@ -153,7 +149,7 @@ export function parsePgOutput(buf: Buffer): PgOutputMessage {
       const marker = r.u8();
       if (marker !== 0x4e) throw new DecodeError('PROTOCOL', `insert without new tuple (marker 0x${marker.toString(16)})`);
       const newTuple = r.tuple();
-      return { tag: 'insert', relationId, newTuple, nonAscii: r.nonAscii };
+      return { tag: 'insert', relationId, newTuple };
     }
     case 0x55 /* U */: {
       const relationId = r.u32();
@@ -169,18 +165,18 @@ export function parsePgOutput(buf: Buffer): PgOutputMessage {
       }
       if (marker !== 0x4e) throw new DecodeError('PROTOCOL', `update without new tuple (marker 0x${marker.toString(16)})`);
       const newTuple = r.tuple();
-      return { tag: 'update', relationId, keyTuple, oldTuple, newTuple, nonAscii: r.nonAscii };
+      return { tag: 'update', relationId, keyTuple, oldTuple, newTuple };
     }
     case 0x44 /* D */: {
       const relationId = r.u32();
       const marker = r.u8();
       if (marker === 0x4b) {
         const keyTuple = r.tuple();
-        return { tag: 'delete', relationId, keyTuple, oldTuple: null, nonAscii: r.nonAscii };
+        return { tag: 'delete', relationId, keyTuple, oldTuple: null };
       }
       if (marker === 0x4f) {
         const oldTuple = r.tuple();
-        return { tag: 'delete', relationId, keyTuple: null, oldTuple, nonAscii: r.nonAscii };
+        return { tag: 'delete', relationId, keyTuple: null, oldTuple };
       }
       throw new DecodeError('PROTOCOL', `delete without old tuple (marker 0x${marker.toString(16)})`);
     }
