@@ -72,9 +72,12 @@ export const streamerConfigSchema = z
     partitions: z.number().int().min(1).max(4096).default(16),
     batch: batchSchema.default(batchSchema.parse({})),
     /** Reading pauses while this many bytes wait for SQS. */
-    maxInFlightBytes: z.number().int().min(MIB).max(1024 * MIB).default(32 * MIB),
-    /** SendMessageBatch requests in flight at once. */
-    maxConcurrentSends: z.number().int().min(1).max(64).default(8),
+    maxInFlightBytes: z.number().int().min(MIB).max(1024 * MIB).default(16 * MIB),
+    /**
+     * SendMessageBatch requests in flight at once. With one message in flight per partition
+     * and up to four 256 KiB messages a request, 4 requests keep 16 partitions busy.
+     */
+    maxConcurrentSends: z.number().int().min(1).max(64).default(4),
     /** How often the acknowledged position is reported to PostgreSQL. */
     statusIntervalMs: z.number().int().min(100).max(30_000).default(1_000),
     /** SIGTERM: time to flush and acknowledge before exiting (ECS default stop timeout is 30 s). */

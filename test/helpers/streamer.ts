@@ -82,9 +82,12 @@ export function startStreamer(
 }
 
 /** The streamer as a separate process (`pgrelay run`), configured by PGRELAY_CONFIG. */
-export function spawnStreamer(input: StreamerConfigInput): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+export function spawnStreamer(
+  input: StreamerConfigInput,
+  opts: { nodeFlags?: readonly string[] } = {},
+): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const root = fileURLToPath(new URL('../..', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'streamer/cli.ts', 'run'], {
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), '--import', 'tsx', 'streamer/cli.ts', 'run'], {
     cwd: root,
     env: { ...process.env, PGRELAY_CONFIG: JSON.stringify(input), AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
