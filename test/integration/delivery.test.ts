@@ -1,55 +1,20 @@
-import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { partitionOf } from '#core/partition.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { readSlot } from '#streamer/source.ts';
-import { testDatabase, withClient } from '#test/helpers/postgres.ts';
+import { withClient } from '#test/helpers/postgres.ts';
+import { expectOrderPerNode, onCleanup, runCleanups, runStreamer, setupDbAndQueue } from '#test/helpers/scenario.ts';
 import { startSqsFaultProxy, type FaultProxy } from '#test/helpers/sqs-fault-proxy.ts';
-import { receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';
-import { changesOf, slotNameFor, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { receiveUntil } from '#test/helpers/sqs.ts';
+import { changesOf, slotNameFor, type ReceivedChange } from '#test/helpers/streamer.ts';
 import { waitFor } from '#test/helpers/wait.ts';
 
-type Db = Awaited<ReturnType<typeof testDatabase>>;
-type Queue = { endpoint: string; queueUrl: string; client: SQSClient };
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function setup(hint: string, ddl: string): Promise<{ db: Db; queue: Queue }> {
-  const db = await testDatabase(hint);
-  const queue = await testFifoQueue(hint);
-  cleanups.push(async () => {
-    queue.client.destroy();
-    await db.drop();
-  });
-  await withClient(db.url, (c) => c.query(ddl));
-  return { db, queue };
-}
-
-function run(cfg: Parameters<typeof streamerConfig>[0], opts?: Parameters<typeof startStreamer>[1]): RunningStreamer {
-  const r = startStreamer(streamerConfig(cfg), opts);
-  cleanups.push(() => r.stop());
-  return r;
-}
-
-/** Per node, the positions in the order received must increase (no duplicates expected here). */
-function expectOrderPerNode(changes: ReceivedChange[]): void {
-  const last = new Map<string, string>();
-  for (const c of changes) {
-    const node = `${c.table}:${JSON.stringify(c.key)}`;
-    const pos = positionKey(parseLsn(c.position.commitLsn), c.position.seq);
-    const prev = last.get(node);
-    if (prev !== undefined) expect(pos > prev, `${node}: ${pos} after ${prev}`).toBe(true);
-    last.set(node, pos);
-  }
-}
+afterEach(runCleanups);
 
 describe('delivery', () => {
   it('partitions by node, batches many changes per message, keeps order per node, and derives dedup ids from positions', async () => {
-    const { db, queue } = await setup('partition', 'CREATE TABLE acc (id int PRIMARY KEY, balance int)');
-    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['acc'], partitions: 4, batch: { lingerMs: 50, maxChanges: 100 } });
+    const { db, queue } = await setupDbAndQueue('partition', 'CREATE TABLE acc (id int PRIMARY KEY, balance int)');
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['acc'], partitions: 4, batch: { lingerMs: 50, maxChanges: 100 } });
     await r.ready;
     await withClient(db.url, async (c) => {
       await c.query('INSERT INTO acc SELECT g, 0 FROM generate_series(1, 40) g');
@@ -77,14 +42,14 @@ describe('delivery', () => {
   });
 
   it('retries only the failed entries of a partial SendMessageBatch failure, losing and reordering nothing', async () => {
-    const { db, queue } = await setup('partial', 'CREATE TABLE acc (id int PRIMARY KEY, balance int)');
+    const { db, queue } = await setupDbAndQueue('partial', 'CREATE TABLE acc (id int PRIMARY KEY, balance int)');
     // Every message to group p1 fails twice, and every third message elsewhere fails once.
     let n = 0;
     const proxy: FaultProxy = await startSqsFaultProxy(queue.endpoint, (e, attempt) =>
       (e.MessageGroupId === 'p1' && attempt <= 2) || (attempt === 1 && ++n % 3 === 0) ? { code: 'InternalError', senderFault: false } : undefined,
     );
-    cleanups.push(() => proxy.close());
-    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: proxy.endpoint, tables: ['acc'], partitions: 3, batch: { lingerMs: 10, maxChanges: 10 } });
+    onCleanup(() => proxy.close());
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: proxy.endpoint, tables: ['acc'], partitions: 3, batch: { lingerMs: 10, maxChanges: 10 } });
     await r.ready;
     await withClient(db.url, async (c) => {
       await c.query('INSERT INTO acc SELECT g, 0 FROM generate_series(1, 30) g');
@@ -104,8 +69,8 @@ describe('delivery', () => {
   });
 
   it('stops with a clear error and acknowledges nothing from a change too large for any SQS message', async () => {
-    const { db, queue } = await setup('toolarge', 'CREATE TABLE docs (id int PRIMARY KEY, body text)');
-    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['docs'], partitions: 1 });
+    const { db, queue } = await setupDbAndQueue('toolarge', 'CREATE TABLE docs (id int PRIMARY KEY, body text)');
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['docs'], partitions: 1 });
     await r.ready;
     await withClient(db.url, (c) => c.query(`INSERT INTO docs VALUES (1, 'small')`));
     await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 1);
@@ -120,7 +85,7 @@ describe('delivery', () => {
     expect(after).toBeGreaterThanOrEqual(before);
     expect(after).toBeLessThan(bigCommit);
     // A restart meets the same change and refuses it again: it is never skipped.
-    const again = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['docs'], partitions: 1 });
+    const again = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['docs'], partitions: 1 });
     await expect(again.done).rejects.toMatchObject({ code: 'CHANGE_TOO_LARGE' });
   });
 });

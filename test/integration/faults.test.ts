@@ -1,65 +1,31 @@
-import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseLsn, positionKey } from '#core/position.ts';
-import { readSlot } from '#streamer/source.ts';
+import { parseLsn } from '#core/position.ts';
 import { startProxy } from '#test/helpers/net-proxy.ts';
-import { testDatabase, withClient } from '#test/helpers/postgres.ts';
-import { receiveUntil, testFifoQueue, type ReceivedMessage } from '#test/helpers/sqs.ts';
-import { changesOf, slotNameFor, spawnStreamer, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { withClient } from '#test/helpers/postgres.ts';
+import {
+  confirmedLsn,
+  currentLsn,
+  expectOrderPerNode,
+  firstOccurrences,
+  onCleanup,
+  posKey,
+  runCleanups,
+  runStreamer,
+  setupDbAndQueue,
+} from '#test/helpers/scenario.ts';
+import { receiveUntil, type ReceivedMessage } from '#test/helpers/sqs.ts';
+import { changesOf, slotNameFor, spawnStreamer, startStreamer, streamerConfig } from '#test/helpers/streamer.ts';
 import { waitFor } from '#test/helpers/wait.ts';
 
-type Db = Awaited<ReturnType<typeof testDatabase>>;
-type Queue = { endpoint: string; queueUrl: string; client: SQSClient };
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function setup(hint: string, ddl: string): Promise<{ db: Db; queue: Queue }> {
-  const db = await testDatabase(hint);
-  const queue = await testFifoQueue(hint);
-  cleanups.push(async () => {
-    queue.client.destroy();
-    await db.drop();
-  });
-  await withClient(db.url, (c) => c.query(ddl));
-  return { db, queue };
-}
-
-function run(cfg: Parameters<typeof streamerConfig>[0], opts?: Parameters<typeof startStreamer>[1]): RunningStreamer {
-  const r = startStreamer(streamerConfig(cfg), opts);
-  cleanups.push(() => r.stop());
-  return r;
-}
-
-const currentLsn = (url: string) => withClient(url, async (c) => parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l));
-const confirmedLsn = (url: string) => withClient(url, async (c) => (await readSlot(c, slotNameFor(url)))?.confirmedFlushLsn ?? 0n);
-const posKey = (c: ReceivedChange) => positionKey(parseLsn(c.position.commitLsn), c.position.seq);
-
-/** First occurrence of each position, in receive order (duplicates after a crash dropped). */
-function firstOccurrences(changes: ReceivedChange[]): ReceivedChange[] {
-  const seen = new Set<string>();
-  return changes.filter((c) => (seen.has(posKey(c)) ? false : (seen.add(posKey(c)), true)));
-}
-
-function expectOrderPerNode(changes: ReceivedChange[]): void {
-  const last = new Map<string, string>();
-  for (const c of changes) {
-    const node = `${c.table}:${JSON.stringify(c.key)}`;
-    const prev = last.get(node);
-    if (prev !== undefined) expect(posKey(c) > prev, `${node}: ${posKey(c)} after ${prev}`).toBe(true);
-    last.set(node, posKey(c));
-  }
-}
+afterEach(runCleanups);
 
 describe('faults', () => {
   it('kill -9 between send and acknowledge, restart: every change present, order per node intact', async () => {
-    const { db, queue } = await setup('crash', 'CREATE TABLE acc (id int PRIMARY KEY, v int)');
+    const { db, queue } = await setupDbAndQueue('crash', 'CREATE TABLE acc (id int PRIMARY KEY, v int)');
     const config = streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['acc'], partitions: 4 });
     // A long status interval keeps the window between SQS acceptance and acknowledgement open.
     const first = spawnStreamer({ ...config, statusIntervalMs: 30_000 });
-    cleanups.push(async () => {
+    onCleanup(async () => {
       first.child.kill('SIGKILL');
       await first.exited;
     });
@@ -84,7 +50,7 @@ describe('faults', () => {
     expect(written).toBe(rounds);
 
     const second = spawnStreamer(config);
-    cleanups.push(async () => {
+    onCleanup(async () => {
       second.child.kill('SIGTERM');
       await second.exited;
     });
@@ -106,11 +72,11 @@ describe('faults', () => {
   });
 
   it('SIGTERM flushes, acknowledges and exits 0; a restart re-sends nothing', async () => {
-    const { db, queue } = await setup('sigterm', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const { db, queue } = await setupDbAndQueue('sigterm', 'CREATE TABLE t (id int PRIMARY KEY)');
     const config = streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
     // Status reports and linger are long: only the shutdown path can flush and acknowledge in time.
     const child = spawnStreamer({ ...config, statusIntervalMs: 30_000, batch: { lingerMs: 60_000 } });
-    cleanups.push(async () => {
+    onCleanup(async () => {
       child.child.kill('SIGKILL');
       await child.exited;
     });
@@ -129,7 +95,7 @@ describe('faults', () => {
     expect(await confirmedLsn(db.url)).toBeGreaterThanOrEqual(parseLsn(received[0]!.tx.commitLsn));
 
     const again = startStreamer(config);
-    cleanups.push(() => again.stop());
+    onCleanup(() => again.stop());
     await again.ready;
     await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (999)'));
     const after = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).some((c) => c.key?.id === 999)));
@@ -137,11 +103,11 @@ describe('faults', () => {
   });
 
   it('SQS unreachable: retries, pauses reading at the in-flight limit, acknowledges nothing unsent, then delivers everything', async () => {
-    const { db, queue } = await setup('sqsdown', 'CREATE TABLE blobs (id int PRIMARY KEY, body text)');
+    const { db, queue } = await setupDbAndQueue('sqsdown', 'CREATE TABLE blobs (id int PRIMARY KEY, body text)');
     const proxy = await startProxy('127.0.0.1', Number(new URL(queue.endpoint).port));
-    cleanups.push(() => proxy.close());
+    onCleanup(() => proxy.close());
     const maxInFlight = 1024 * 1024;
-    const r = run({
+    const r = runStreamer({
       dbUrl: db.url,
       queueUrl: queue.queueUrl,
       sqsEndpoint: `http://127.0.0.1:${proxy.port}`,
@@ -176,8 +142,8 @@ describe('faults', () => {
   });
 
   it('reconnects after the replication connection is killed and loses nothing', async () => {
-    const { db, queue } = await setup('reconnect', 'CREATE TABLE t (id int PRIMARY KEY)');
-    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
+    const { db, queue } = await setupDbAndQueue('reconnect', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
     await r.ready;
     await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 100)'));
     await withClient(db.url, (c) => c.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '${slotNameFor(db.url)}' AND active`));
@@ -190,11 +156,11 @@ describe('faults', () => {
   });
 
   it('waits with a clear log line while another process holds the slot, then takes over', async () => {
-    const { db, queue } = await setup('slotheld', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const { db, queue } = await setupDbAndQueue('slotheld', 'CREATE TABLE t (id int PRIMARY KEY)');
     const cfg = { dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 1 };
-    const a = run(cfg);
+    const a = runStreamer(cfg);
     await a.ready;
-    const b = run(cfg);
+    const b = runStreamer(cfg);
     await waitFor(() => b.logs.some((l) => l.msg === 'replication slot is in use by another process; waiting for it to be released'), { timeoutMs: 20_000 });
     await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
     await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 1);
@@ -206,8 +172,8 @@ describe('faults', () => {
   });
 
   it("advances an idle slot's confirmed_flush_lsn while an unpublished table takes writes", async () => {
-    const { db, queue } = await setup('idle', 'CREATE TABLE published (id int PRIMARY KEY); CREATE TABLE busy (id serial PRIMARY KEY, payload text)');
-    const r = run({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['published'], partitions: 1 });
+    const { db, queue } = await setupDbAndQueue('idle', 'CREATE TABLE published (id int PRIMARY KEY); CREATE TABLE busy (id serial PRIMARY KEY, payload text)');
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['published'], partitions: 1 });
     await r.ready;
     const start = await confirmedLsn(db.url);
     await withClient(db.url, async (c) => {
