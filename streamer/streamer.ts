@@ -130,6 +130,8 @@ export class Streamer {
         await session.drain(Infinity);
         await session.close();
         this.absorb(session);
+        // SQS may have refused an entry for good while the session drained.
+        if (session.failure !== undefined) throw session.failure;
         await this.backoff(delay);
       }
     } finally {
@@ -331,6 +333,11 @@ class Session implements ChangeSink {
 
   get inFlightBytes(): number {
     return this.batcher.bufferedBytes + this.sink.pendingBytes;
+  }
+
+  /** The fatal error that ended this session, if one did. */
+  get failure(): unknown {
+    return this.fatalError;
   }
 
   async run(): Promise<void> {
