@@ -64,3 +64,78 @@ export const changeBatch = z.object({
   changes: z.array(changeEvent),
 });
 export type ChangeBatch = z.infer<typeof changeBatch>;
+
+/**
+ * Claim check: where a payload too large for its channel (SQS 1 MiB, EventBridge 256 KB) was
+ * stored. The message carries this instead, and readers fetch the object transparently.
+ * The key is derived from the content's positions, so a retried upload overwrites itself.
+ */
+export const payloadRef = z.object({
+  bucket: z.string(),
+  key: z.string(),
+  /** Size of the stored payload in bytes. */
+  bytes: z.number().int().nonnegative(),
+  /** Hex SHA-256 of the stored payload; readers check it. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type PayloadRef = z.infer<typeof payloadRef>;
+
+/** A changes-queue message whose batch body is in S3. */
+export const changeBatchRef = z.object({
+  v: z.literal(1),
+  partition: z.number().int().nonnegative(),
+  payloadRef,
+});
+export type ChangeBatchRef = z.infer<typeof changeBatchRef>;
+
+// ---------------------------------------------------------------------------------------
+// GraphNodeEvent: what subscribers receive (EventBridge detail, nodes-queue message body).
+
+export const graphEventType = z.enum(['node.inserted', 'node.updated', 'node.deleted', 'label.truncated']);
+export type GraphEventType = z.infer<typeof graphEventType>;
+
+export const graphNode = z.object({
+  /** `{label}:{key}`, composite keys joined with ':' in key order (see node-id.ts). Null for label.truncated. */
+  id: z.string().nullable(),
+  /** The table name; schema-qualified (`sales.orders`) only where two published tables share a name. */
+  label: z.string(),
+  /** The row's columns (lossless values). Empty for label.truncated. */
+  properties: row,
+});
+
+export const graphNodeEvent = z.object({
+  v: z.literal(1),
+  type: graphEventType,
+  /** The pgrelay source (database) this came from. */
+  source: z.string(),
+  node: graphNode,
+  /** The node's properties before an update, when PostgreSQL sent the old row (REPLICA IDENTITY FULL). */
+  previous: row.optional(),
+  /** Properties whose value changed in an update; present only when `previous` is known. */
+  changed: z.array(z.string()).optional(),
+  /** TOASTed properties PostgreSQL did not resend because they did not change: absent from `properties`. */
+  unchanged: z.array(z.string()).optional(),
+  /** json/jsonb properties holding the JSON literal null (not SQL NULL). */
+  jsonNulls: z.array(z.string()).optional(),
+  /** Set on events from a bootstrap read of existing rows (type is node.updated: insert-or-update). */
+  snapshot: z.literal(true).optional(),
+  truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
+  position,
+  tx: transaction,
+});
+export type GraphNodeEvent = z.infer<typeof graphNodeEvent>;
+
+/**
+ * An event whose full form is in S3 (too large for its channel). It keeps the fields
+ * subscribers route and filter on; `nodeHandler` fetches the rest.
+ */
+export const graphNodeEventRef = z.object({
+  v: z.literal(1),
+  type: graphEventType,
+  source: z.string(),
+  node: z.object({ id: z.string().nullable(), label: z.string() }),
+  position,
+  tx: transaction,
+  payloadRef,
+});
+export type GraphNodeEventRef = z.infer<typeof graphNodeEventRef>;

@@ -65,6 +65,20 @@ export const streamerConfigSchema = z
     queueUrl: z.string().url().refine((u) => u.endsWith('.fifo'), 'must be a FIFO queue (its URL ends in .fifo)'),
     /** SQS endpoint override (local emulator). */
     sqsEndpoint: z.string().url().optional(),
+    /** S3 endpoint override (local emulator; path-style addressing is used with it). */
+    s3Endpoint: z.string().url().optional(),
+    /**
+     * Where changes too large for one SQS message go (claim check). Without it, such a
+     * change stops the streamer with CHANGE_TOO_LARGE and nothing is acknowledged.
+     */
+    largePayloads: z
+      .object({
+        bucket: z.string().min(3).max(63),
+        /** Key prefix; the role may be limited to it. */
+        prefix: z.string().default('pgrelay/'),
+      })
+      .strict()
+      .optional(),
     region: z.string().default('us-east-1'),
     /** Secrets Manager endpoint override (tests). */
     secretsEndpoint: z.string().url().optional(),
@@ -226,4 +240,76 @@ function readConfigFile(path: string, problems: string[]): string | undefined {
     problems.push(`${ENV.configFile}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     return undefined;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// The transform Lambda
+
+const labelList = z.array(z.string().min(1)).min(1).optional();
+
+export const transformConfigSchema = z
+  .object({
+    sourceId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lower-case letters, digits and -, at most 40').default('default'),
+    /** The streamed tables, `schema.table`: labels are table names, schema-qualified only where two share a name. */
+    tables: z.array(z.string()).min(1, 'list at least one table'),
+    outputs: z
+      .object({
+        /** EventBridge bus: Source `pgrelay.<sourceId>`, DetailType the event type. */
+        eventBridge: z.object({ busName: z.string().min(1), labels: labelList }).strict().optional(),
+        /** SQS FIFO queue of node events, a message group per node partition. */
+        nodesQueue: z
+          .object({
+            queueUrl: z.string().url().refine((u) => u.endsWith('.fifo'), 'must be a FIFO queue (its URL ends in .fifo)'),
+            labels: labelList,
+            partitions: z.number().int().min(1).max(4096).default(16),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .refine((o) => o.eventBridge !== undefined || o.nodesQueue !== undefined, 'configure eventBridge, nodesQueue or both'),
+    /** Claim checks: events too large for a channel are stored here (and changes read from here). */
+    largePayloads: z.object({ bucket: z.string().min(3).max(63), prefix: z.string().default('pgrelay/') }).strict().optional(),
+    region: z.string().default('us-east-1'),
+    sqsEndpoint: z.string().url().optional(),
+    s3Endpoint: z.string().url().optional(),
+    eventBridgeEndpoint: z.string().url().optional(),
+  })
+  .strict();
+
+export type TransformConfigInput = z.input<typeof transformConfigSchema>;
+export interface TransformConfig extends Omit<z.output<typeof transformConfigSchema>, 'tables'> {
+  tables: TableName[];
+}
+
+export function parseTransformConfig(input: unknown): TransformConfig {
+  const result = transformConfigSchema.safeParse(input);
+  const problems: string[] = result.success ? [] : result.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`);
+  const tables: TableName[] = [];
+  const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+  if (Array.isArray(raw.tables)) {
+    raw.tables.forEach((t, i) => {
+      if (typeof t !== 'string') return;
+      const parsed = parseTableName(t);
+      if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
+      else tables.push(parsed);
+    });
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  return { ...result.data, tables };
+}
+
+export const TRANSFORM_ENV = { config: 'PGRELAY_TRANSFORM_CONFIG' } as const;
+
+/** The transform's config from its environment (one JSON document, set by the construct). */
+export function parseTransformEnv(env: Record<string, string | undefined>): TransformConfig {
+  const text = env[TRANSFORM_ENV.config];
+  if (text === undefined) throw new ConfigError([`${TRANSFORM_ENV.config}: not set`]);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError([`${TRANSFORM_ENV.config}: not valid JSON (${(err as Error).message})`]);
+  }
+  return parseTransformConfig(doc);
 }
