@@ -3,6 +3,10 @@
  * the next change would push it past `maxBytes`, when it holds `maxChanges`, or when it
  * has waited `lingerMs` (checked by `flushDue`). Each message remembers which transaction
  * markers its changes belong to, so the checkpoint learns exactly what SQS accepted.
+ *
+ * A change too large for any SQS message either stops the streamer (CHANGE_TOO_LARGE) or,
+ * with a payload store (`oversized: true`), travels alone in an `oversized` message, after
+ * its partition's open batch: the sink stores that body and sends a reference to it.
  */
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { DeliveryError } from '#core/errors.ts';
@@ -19,6 +23,8 @@ export interface OutgoingMessage {
   counts: number[];
   /** Derived from the first and last position it carries: the same content, the same id. */
   deduplicationId: string;
+  /** One change whose body exceeds SQS's limit: the sink stores `body` and sends a ChangeBatchRef. */
+  oversized?: true;
 }
 
 interface OpenBatch {
@@ -38,6 +44,8 @@ export interface BatcherOptions {
   maxBytes: number;
   maxChanges: number;
   lingerMs: number;
+  /** A payload store takes bodies too large for SQS (claim check); without one such a change is fatal. @default false */
+  oversized?: boolean;
 }
 
 const CLOSE = ']}';
@@ -63,6 +71,10 @@ export class Batcher {
   add(partition: number, json: string, size: number, marker: TxMarker, commitLsn: bigint, seq: number): void {
     const envelope = (this.prefixBytes[partition] as number) + CLOSE.length;
     if (size + envelope > SQS_MAX_MESSAGE_BYTES) {
+      if (this.opts.oversized) {
+        this.addOversized(partition, json, size + envelope, marker, commitLsn, seq);
+        return;
+      }
       throw new DeliveryError(
         'CHANGE_TOO_LARGE',
         `a change of ${size} bytes at position ${positionKey(commitLsn, seq)} does not fit in one SQS message (${SQS_MAX_MESSAGE_BYTES} bytes); nothing was acknowledged`,
@@ -94,6 +106,23 @@ export class Batcher {
     }
     marker.pending++;
     if (batch.parts.length >= this.opts.maxChanges || batch.bytes >= this.opts.maxBytes) this.close(partition);
+  }
+
+  /** Emits the partition's open batch, then this change alone: order within the partition holds. */
+  private addOversized(partition: number, json: string, bytes: number, marker: TxMarker, commitLsn: bigint, seq: number): void {
+    this.close(partition);
+    marker.pending++;
+    const position = positionKey(commitLsn, seq);
+    this.emit({
+      partition,
+      body: this.prefixes[partition] + json + CLOSE,
+      bytes,
+      changes: 1,
+      markers: [marker],
+      counts: [1],
+      deduplicationId: `${partition}.${position}.${position}`,
+      oversized: true,
+    });
   }
 
   /** Close batches that have waited `lingerMs`. */

@@ -5,6 +5,8 @@
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerEnv, type StreamerConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
+import type { PayloadStore } from '#core/payload-store.ts';
+import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { ConnectionProvider, secretsManagerSource } from './connection.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Streamer } from './streamer.ts';
@@ -19,6 +21,22 @@ export function sqsClientFor(config: StreamerConfig, env: Record<string, string 
     // Our sink retries forever with its own backoff and logging; the SDK tries twice.
     maxAttempts: 2,
     requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+  });
+}
+
+/** The claim-check store for changes too large for SQS, when `largePayloads` is configured. */
+export function payloadStoreFor(config: StreamerConfig, env: Record<string, string | undefined>): PayloadStore | undefined {
+  if (!config.largePayloads) return undefined;
+  const local = config.s3Endpoint !== undefined && !env.AWS_ACCESS_KEY_ID;
+  return s3PayloadStore({
+    bucket: config.largePayloads.bucket,
+    prefix: config.largePayloads.prefix,
+    region: config.region,
+    ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
+    // As for SQS: an emulator accepts any signature; never send it a developer's real credentials.
+    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
+    // The sink retries uploads forever with its own backoff and logging.
+    maxAttempts: 2,
   });
 }
 
@@ -42,6 +60,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     config,
     log,
     sqs: sqsClientFor(config, env),
+    payloads: payloadStoreFor(config, env),
     connections,
     writeMetrics: (line) => process.stdout.write(`${line}\n`),
   });

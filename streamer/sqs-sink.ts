@@ -7,11 +7,19 @@
  * and a request carries at most one message per partition (up to 10 partitions, within
  * SQS's 1 MiB request limit). A failed entry stays at the head of its partition and is
  * retried with backoff; nothing behind it in that partition is sent meanwhile.
+ *
+ * An `oversized` message (one change too large for SQS) is a claim check: at the head of its
+ * partition, its body is first stored in the payload store under a name derived from its
+ * deduplication id, then a ChangeBatchRef goes to SQS in its place (same group, same
+ * deduplication id). The upload is retried like a send, and the partition waits for it:
+ * nothing behind it is sent, and its change counts as accepted only when SQS accepted the
+ * reference. The stored body counts in `pendingBytes` until then.
  */
 import { SendMessageBatchCommand, type SendMessageBatchCommandOutput, type SQSClient } from '@aws-sdk/client-sqs';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { DeliveryError, describeError } from '#core/errors.ts';
 import { messageGroupId } from '#core/partition.ts';
+import { changeBatchPayloadName, payloadKey, type PayloadStore } from '#core/payload-store.ts';
 import type { OutgoingMessage } from './batcher.ts';
 import type { Logger } from './log.ts';
 
@@ -35,6 +43,10 @@ export interface SqsSinkOptions {
   log: Logger;
   onAccepted(msg: OutgoingMessage): void;
   onFatal(err: Error): void;
+  /** Where bodies too large for SQS go; the batcher emits `oversized` messages only when it is set. */
+  payloads?: PayloadStore;
+  /** Names this source in payload keys (two sources may share a bucket and prefix). */
+  sourceId: string;
   /** Backoff bounds for retries. */
   retryInitialMs?: number;
   retryMaxMs?: number;
@@ -46,6 +58,8 @@ interface PartitionQueue {
   inFlight: boolean;
   attempts: number;
   notBefore: number;
+  /** The ChangeBatchRef body sent for the head message once its payload is stored. */
+  claimCheck: string | undefined;
 }
 
 export class SqsSink {
@@ -67,13 +81,16 @@ export class SqsSink {
   requests = 0;
   failedEntries = 0;
   failedRequests = 0;
+  storedPayloads = 0;
+  storedBytes = 0;
+  failedUploads = 0;
 
   constructor(private readonly opts: SqsSinkOptions) {}
 
   enqueue(msg: OutgoingMessage): void {
     let q = this.partitions.get(msg.partition);
     if (!q) {
-      q = { messages: [], head: 0, inFlight: false, attempts: 0, notBefore: 0 };
+      q = { messages: [], head: 0, inFlight: false, attempts: 0, notBefore: 0, claimCheck: undefined };
       this.partitions.set(msg.partition, q);
     }
     q.messages.push(msg);
@@ -122,14 +139,22 @@ export class SqsSink {
           continue;
         }
         const msg = q.messages[q.head] as OutgoingMessage;
-        if (batch.length > 0 && bytes + msg.bytes > SQS_MAX_MESSAGE_BYTES) {
+        if (msg.oversized && q.claimCheck === undefined) {
+          // Store the body first; the reference joins a later request.
+          this.readySet.delete(p);
+          q.inFlight = true;
+          void this.upload(q, msg);
+          continue;
+        }
+        const wireBytes = msg.oversized ? Buffer.byteLength(q.claimCheck as string) : msg.bytes;
+        if (batch.length > 0 && bytes + wireBytes > SQS_MAX_MESSAGE_BYTES) {
           this.ready.unshift(p);
           break;
         }
         this.readySet.delete(p);
         q.inFlight = true;
         batch.push(msg);
-        bytes += msg.bytes;
+        bytes += wireBytes;
       }
       this.ready.push(...deferred);
       if (batch.length === 0) break;
@@ -157,7 +182,7 @@ export class SqsSink {
           QueueUrl: this.opts.queueUrl,
           Entries: batch.map((m, i) => ({
             Id: String(i),
-            MessageBody: m.body,
+            MessageBody: m.oversized ? (this.partitions.get(m.partition) as PartitionQueue).claimCheck : m.body,
             MessageGroupId: messageGroupId(m.partition),
             MessageDeduplicationId: m.deduplicationId,
           })),
@@ -206,6 +231,7 @@ export class SqsSink {
     q.inFlight = false;
     q.attempts = 0;
     q.notBefore = 0;
+    q.claimCheck = undefined;
     this.pendingBytes -= m.bytes;
     this.pendingMessages--;
     this.sentMessages++;
@@ -220,7 +246,34 @@ export class SqsSink {
     }
   }
 
-  private retryLater(m: OutgoingMessage, reason: { code?: string; message: string }): void {
+  /** Stores an oversized message's body; on success its ChangeBatchRef waits at the head of the partition. */
+  private async upload(q: PartitionQueue, m: OutgoingMessage): Promise<void> {
+    const store = this.opts.payloads;
+    let uploadError: unknown;
+    try {
+      if (!store) throw new Error('an oversized message reached a sink without a payload store');
+      const key = payloadKey('changes', changeBatchPayloadName(this.opts.sourceId, m.deduplicationId));
+      const ref = await store.put(key, m.body);
+      q.claimCheck = JSON.stringify({ v: 1, partition: m.partition, payloadRef: ref });
+    } catch (err) {
+      uploadError = err;
+    }
+    if (this.stopped) return;
+    if (q.claimCheck === undefined) {
+      this.failedUploads++;
+      this.retryLater(m, describeError(uploadError), 'payload upload failed, retrying');
+    } else {
+      this.storedPayloads++;
+      this.storedBytes += m.bytes;
+      q.inFlight = false;
+      q.attempts = 0;
+      q.notBefore = 0;
+      this.markReady(m.partition, q);
+    }
+    this.pump();
+  }
+
+  private retryLater(m: OutgoingMessage, reason: { code?: string; message: string }, what = 'sqs send failed, retrying'): void {
     const q = this.partitions.get(m.partition) as PartitionQueue;
     q.inFlight = false;
     q.attempts++;
@@ -230,7 +283,7 @@ export class SqsSink {
     const delay = Math.min(max, initial * 2 ** Math.min(q.attempts - 1, 20)) * (0.75 + Math.random() * 0.5);
     q.notBefore = performance.now() + delay;
     if (q.attempts === 1 || q.attempts % 10 === 0) {
-      this.opts.log.warn('sqs send failed, retrying', { partition: m.partition, attempt: q.attempts, retryInMs: Math.round(delay), error: reason });
+      this.opts.log.warn(what, { partition: m.partition, attempt: q.attempts, retryInMs: Math.round(delay), error: reason });
     }
     this.markReady(m.partition, q);
   }

@@ -9,6 +9,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import type { StreamerConfig } from '#core/config.ts';
 import { DecodeError, DeliveryError, PgRelayError, SourceError, describeError } from '#core/errors.ts';
+import type { PayloadStore } from '#core/payload-store.ts';
 import { formatLsn } from '#core/position.ts';
 import { TypeRegistry } from '#core/values.ts';
 import { Batcher, type OutgoingMessage } from './batcher.ts';
@@ -25,6 +26,8 @@ export interface StreamerDeps {
   config: StreamerConfig;
   log: Logger;
   sqs: SQSClient;
+  /** Claim-check store for changes too large for SQS; without it such a change stops the streamer (CHANGE_TOO_LARGE). */
+  payloads?: PayloadStore;
   connections: ConnectionProvider;
   /** Where EMF metric documents go (stdout in ECS). */
   writeMetrics?: (line: string) => void;
@@ -49,6 +52,10 @@ export interface StreamerStats {
   requests: number;
   failedRequests: number;
   failedEntries: number;
+  /** Payload uploads that failed (retried); counted in the SendFailures metric. */
+  failedUploads: number;
+  /** Changes too large for SQS that were stored and sent by reference. */
+  storedPayloads: number;
   confirmedLsn: string;
   serverLsn: string;
   lagBytes: number;
@@ -68,7 +75,7 @@ export class Streamer {
   private safeLsn = 0n;
   private serverLsn = 0n;
   private sessions = 0;
-  private readonly totals = { changes: 0, messages: 0, bytes: 0, requests: 0, failedRequests: 0, failedEntries: 0 };
+  private readonly totals = { changes: 0, messages: 0, bytes: 0, requests: 0, failedRequests: 0, failedEntries: 0, failedUploads: 0, storedPayloads: 0 };
   private metricsTimer: NodeJS.Timeout | undefined;
   private lastMetrics = { ...this.totals };
 
@@ -166,6 +173,8 @@ export class Streamer {
       requests: this.totals.requests + (s?.sink.requests ?? 0),
       failedRequests: this.totals.failedRequests + (s?.sink.failedRequests ?? 0),
       failedEntries: this.totals.failedEntries + (s?.sink.failedEntries ?? 0),
+      failedUploads: this.totals.failedUploads + (s?.sink.failedUploads ?? 0),
+      storedPayloads: this.totals.storedPayloads + (s?.sink.storedPayloads ?? 0),
       confirmedLsn: formatLsn(safe),
       serverLsn: formatLsn(server),
       lagBytes: server > safe ? Number(server - safe) : 0,
@@ -184,6 +193,8 @@ export class Streamer {
     this.totals.requests += session.sink.requests;
     this.totals.failedRequests += session.sink.failedRequests;
     this.totals.failedEntries += session.sink.failedEntries;
+    this.totals.failedUploads += session.sink.failedUploads;
+    this.totals.storedPayloads += session.sink.storedPayloads;
     this.session = undefined;
   }
 
@@ -253,7 +264,7 @@ export class Streamer {
         { name: 'BytesSent', value: d('bytes', s.bytes), unit: 'Bytes' },
         { name: 'MessagesSent', value: d('messages', s.messages), unit: 'Count' },
         { name: 'SendRequests', value: d('requests', s.requests), unit: 'Count' },
-        { name: 'SendFailures', value: d('failedRequests', s.failedRequests) + d('failedEntries', s.failedEntries), unit: 'Count' },
+        { name: 'SendFailures', value: d('failedRequests', s.failedRequests) + d('failedEntries', s.failedEntries) + d('failedUploads', s.failedUploads), unit: 'Count' },
         { name: 'AcknowledgedLagBytes', value: s.lagBytes, unit: 'Bytes' },
         { name: 'InFlightBytes', value: s.inFlightBytes, unit: 'Bytes' },
       ],
@@ -267,6 +278,8 @@ export class Streamer {
       requests: s.requests,
       failedRequests: s.failedRequests,
       failedEntries: s.failedEntries,
+      failedUploads: s.failedUploads,
+      storedPayloads: s.storedPayloads,
     };
     write(JSON.stringify(doc));
   }
@@ -307,10 +320,18 @@ class Session implements ChangeSink {
       log: deps.log,
       onAccepted: (m) => this.onAccepted(m),
       onFatal: (err) => this.fail(err),
+      ...(deps.payloads ? { payloads: deps.payloads } : {}),
+      sourceId: config.sourceId,
       ...(deps.sqsRetry ? { retryInitialMs: deps.sqsRetry.initialMs, retryMaxMs: deps.sqsRetry.maxMs } : {}),
     });
     this.batcher = new Batcher(
-      { partitions: config.partitions, maxBytes: config.batch.maxBytes, maxChanges: config.batch.maxChanges, lingerMs: config.batch.lingerMs },
+      {
+        partitions: config.partitions,
+        maxBytes: config.batch.maxBytes,
+        maxChanges: config.batch.maxChanges,
+        lingerMs: config.batch.lingerMs,
+        oversized: deps.payloads !== undefined,
+      },
       (m) => this.sink.enqueue(m),
     );
     this.decoder = new Decoder({

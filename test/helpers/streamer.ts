@@ -7,9 +7,10 @@ import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { changeBatch, type ChangeEvent } from '#core/change-event.ts';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
+import type { PayloadStore } from '#core/payload-store.ts';
 import { ConnectionProvider, type SecretSource } from '#streamer/connection.ts';
 import { createLogger } from '#streamer/log.ts';
-import { sqsClientFor } from '#streamer/main.ts';
+import { payloadStoreFor, sqsClientFor } from '#streamer/main.ts';
 import { Streamer } from '#streamer/streamer.ts';
 import { receiveUntil, type ReceivedMessage } from './sqs.ts';
 import { waitFor } from './wait.ts';
@@ -44,7 +45,13 @@ export function streamerConfig(input: Partial<StreamerConfigInput> & { dbUrl: st
 
 export function startStreamer(
   input: StreamerConfigInput,
-  opts: { sqs?: SQSClient; sqsRetry?: { initialMs: number; maxMs: number }; secrets?: SecretSource } = {},
+  opts: {
+    sqs?: SQSClient;
+    sqsRetry?: { initialMs: number; maxMs: number };
+    secrets?: SecretSource;
+    /** Overrides the store built from the config's `largePayloads` / `s3Endpoint`. */
+    payloads?: PayloadStore;
+  } = {},
 ): RunningStreamer {
   const config = parseStreamerConfig(input);
   const logs: Record<string, unknown>[] = [];
@@ -54,6 +61,7 @@ export function startStreamer(
     config,
     log,
     sqs: opts.sqs ?? sqsClientFor(config, {}),
+    payloads: opts.payloads ?? payloadStoreFor(config, {}),
     connections: new ConnectionProvider(config.database, opts.secrets),
     writeMetrics: (line) => metrics.push(JSON.parse(line) as Record<string, unknown>),
     sqsRetry: opts.sqsRetry ?? { initialMs: 20, maxMs: 300 },

@@ -82,4 +82,28 @@ describe('batcher', () => {
     expect((err as DeliveryError).code).toBe('CHANGE_TOO_LARGE');
     expect((err as Error).message).toContain('0000000000000001:00000003');
   });
+
+  it('with a payload store, sends a change too large for SQS alone as an oversized message, after the open batch of its partition', () => {
+    const out: OutgoingMessage[] = [];
+    const b = new Batcher({ partitions: 2, maxBytes: 256 * 1024, maxChanges: 100, lingerMs: 10, oversized: true }, (m) => out.push(m));
+    const tx = new TxMarker();
+    const huge = change(1, 1024 * 1024);
+    b.add(1, change(0), Buffer.byteLength(change(0)), tx, 1n, 0);
+    b.add(0, change(9), Buffer.byteLength(change(9)), tx, 1n, 9);
+    b.add(1, huge, Buffer.byteLength(huge), tx, 1n, 1);
+    b.add(1, change(2), Buffer.byteLength(change(2)), tx, 1n, 2);
+    // The open batch of partition 1 went first, then the oversized change; partition 0 is untouched.
+    expect(out.map((m) => [m.partition, m.changes, m.oversized ?? false])).toEqual([[1, 1, false], [1, 1, true]]);
+    const big = out[1]!;
+    expect(Buffer.byteLength(big.body)).toBe(big.bytes);
+    expect(big.bytes).toBeGreaterThan(1024 * 1024);
+    expect(changeBatch.parse(JSON.parse(big.body)).changes[0]!.position.seq).toBe(1);
+    expect(big.deduplicationId).toBe('1.0000000000000001:00000001.0000000000000001:00000001');
+    expect(big.markers).toEqual([tx]);
+    expect(big.counts).toEqual([1]);
+    expect(b.bufferedBytes).toBe(Buffer.byteLength(change(9)) + Buffer.byteLength(change(2)));
+    b.flushAll();
+    expect(out.map((m) => m.changes)).toEqual([1, 1, 1, 1]);
+    expect(tx.pending).toBe(4);
+  });
 });

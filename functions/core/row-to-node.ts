@@ -1,0 +1,197 @@
+/**
+ * ChangeEvent → GraphNodeEvent: a table is a label, a row is a node (see node-id.ts).
+ *
+ * Rules, per `op`:
+ * - insert   → one `node.inserted`, properties = `after`.
+ * - update   → one `node.updated`, properties = `after`. When the old row is known (`before`,
+ *              REPLICA IDENTITY FULL) it becomes `previous`, and `changed` lists the properties
+ *              whose value differs (see `changedProperties`). Without `before`, neither is set:
+ *              we cannot tell what changed, and guessing would be worse than saying nothing.
+ * - update with `oldKey` (the key changed) → the node's identity changed, so TWO events, in
+ *              this order: `node.deleted` for the old id (properties = `before` when known, else
+ *              the old key columns), then `node.inserted` for the new id (properties = `after`).
+ *              Subscribers keyed by node id then never see one id turn into another. Both events
+ *              carry the change's position; they differ by `type` and `node.id`.
+ * - delete   → `node.deleted`, properties = `before` when known, else the key columns.
+ * - truncate → `label.truncated` with node {id: null, label, properties: {}} and the
+ *              `truncate` flags, emitted only for the copy in partition 0 (see `toGraphEvents`).
+ * - snapshot → `node.updated` with `snapshot: true`: a bootstrap read of an existing row, which
+ *              subscribers apply as an upsert. properties = `after`.
+ *
+ * Every event carries `v`, `source`, and the change's `position` and `tx` unchanged (the same
+ * objects, not copies). `unchanged` and `jsonNulls` describe the event's `properties`: the
+ * `after` lists for events built from the new row, the `before` list for a deleted node built
+ * from the old row. Optional fields are omitted, never set to undefined.
+ *
+ * Runs once per change in the transform, so it does no zod parsing: input is parsed once per
+ * batch by the caller, and the output is shaped to pass `graphNodeEvent.parse` by construction
+ * (the unit tests check that).
+ */
+import type { ChangeEvent, GraphNodeEvent, Row } from './change-event.ts';
+import { PgRelayError } from './errors.ts';
+import { tableKey } from './identifiers.ts';
+import { nodeId } from './node-id.ts';
+
+export interface GraphEventContext {
+  /** The pgrelay source (database) id, copied to every event. */
+  source: string;
+  /** `schema.table` → label, from `labelsFor(config.tables)`. */
+  labels: ReadonlyMap<string, string>;
+  /** The changes-queue partition the change arrived in (its batch's `partition`). */
+  partition: number;
+}
+
+/** The graph events one change produces, in the order subscribers must apply them (0, 1 or 2). */
+export function toGraphEvents(change: ChangeEvent, ctx: GraphEventContext): GraphNodeEvent[] {
+  // A table missing from the labels map (config lists fewer tables than the publication
+  // streams, or a config change raced a deploy) still gets a usable label: its bare name,
+  // which is what labelsFor gives every table whose name is unique.
+  const label = ctx.labels.get(tableKey(change)) ?? change.table;
+
+  switch (change.op) {
+    case 'insert':
+      return [fromAfter('node.inserted', change, ctx, label, requireKey(change, change.key))];
+
+    case 'snapshot': {
+      const event = fromAfter('node.updated', change, ctx, label, requireKey(change, change.key));
+      event.snapshot = true;
+      return [event];
+    }
+
+    case 'update': {
+      const key = requireKey(change, change.key);
+      if (change.oldKey !== undefined) {
+        const oldId = nodeId(label, change.oldKey);
+        const newId = nodeId(label, key);
+        // The decoder sets oldKey only when a key column's value changed, which changes the
+        // id; if the ids still match, the node kept its identity and this is a plain update.
+        if (oldId !== newId) {
+          return [fromBefore(change, ctx, label, oldId, change.oldKey), fromAfter('node.inserted', change, ctx, label, key)];
+        }
+      }
+      const event = fromAfter('node.updated', change, ctx, label, key);
+      if (change.before !== null) {
+        event.previous = change.before;
+        event.changed = changedProperties(change.before, event.node.properties, change.unchanged, change.jsonNulls);
+      }
+      return [event];
+    }
+
+    case 'delete': {
+      const key = requireKey(change, change.key);
+      return [fromBefore(change, ctx, label, nodeId(label, key), key)];
+    }
+
+    case 'truncate': {
+      // The streamer sends a truncate to every partition of the changes queue, each copy with
+      // the same position, so that it is ordered against every row of the table whichever
+      // partition the row lives in. Subscribers need it once: the copy in partition 0 speaks
+      // for all of them, and the others only served the per-partition order.
+      if (ctx.partition !== 0) return [];
+      const event: GraphNodeEvent = {
+        v: 1,
+        type: 'label.truncated',
+        source: ctx.source,
+        node: { id: null, label, properties: {} },
+        position: change.position,
+        tx: change.tx,
+      };
+      if (change.truncate !== undefined) event.truncate = change.truncate;
+      return [event];
+    }
+
+    default: {
+      const op: never = change.op;
+      throw new PgRelayError('MALFORMED_CHANGE', `unknown op ${String(op)} on ${tableKey(change)}`);
+    }
+  }
+}
+
+/** An event whose node is the new row. */
+function fromAfter(
+  type: 'node.inserted' | 'node.updated',
+  change: ChangeEvent,
+  ctx: GraphEventContext,
+  label: string,
+  key: Row,
+): GraphNodeEvent {
+  if (change.after === null) {
+    throw new PgRelayError('MALFORMED_CHANGE', `${change.op} on ${tableKey(change)} at ${positionText(change)} has no "after" row`);
+  }
+  const event: GraphNodeEvent = {
+    v: 1,
+    type,
+    source: ctx.source,
+    node: { id: nodeId(label, key), label, properties: change.after },
+    position: change.position,
+    tx: change.tx,
+  };
+  if (change.unchanged !== undefined && change.unchanged.length > 0) event.unchanged = change.unchanged;
+  const jsonNulls = change.jsonNulls?.after;
+  if (jsonNulls !== undefined && jsonNulls.length > 0) event.jsonNulls = jsonNulls;
+  return event;
+}
+
+/** A `node.deleted` for `id`: the old row when PostgreSQL sent it, else just its key columns. */
+function fromBefore(change: ChangeEvent, ctx: GraphEventContext, label: string, id: string, key: Row): GraphNodeEvent {
+  const event: GraphNodeEvent = {
+    v: 1,
+    type: 'node.deleted',
+    source: ctx.source,
+    node: { id, label, properties: change.before ?? key },
+    position: change.position,
+    tx: change.tx,
+  };
+  const jsonNulls = change.before !== null ? change.jsonNulls?.before : undefined;
+  if (jsonNulls !== undefined && jsonNulls.length > 0) event.jsonNulls = jsonNulls;
+  return event;
+}
+
+function requireKey(change: ChangeEvent, key: Row | null): Row {
+  if (key === null) {
+    throw new PgRelayError('MALFORMED_CHANGE', `${change.op} on ${tableKey(change)} at ${positionText(change)} has no key`);
+  }
+  return key;
+}
+
+function positionText(change: ChangeEvent): string {
+  return `(${change.position.commitLsn}, ${change.position.seq})`;
+}
+
+/**
+ * Properties of an update whose value differs between the old and the new row, in the order
+ * of `after` then of `before`. Two values are equal when their JSON text is equal: for json
+ * columns key order is part of the value, for jsonb PostgreSQL already normalised it. A
+ * property named in `unchanged` kept its value by definition (it is absent from `after`), and
+ * a property present on one side only counts as changed. SQL NULL and the JSON literal null
+ * are both `null`, so a json column moving between them shows only in `jsonNulls`, and counts.
+ */
+export function changedProperties(
+  before: Row,
+  after: Row,
+  unchanged?: readonly string[],
+  jsonNulls?: { after?: readonly string[] | undefined; before?: readonly string[] | undefined },
+): string[] {
+  const changed: string[] = [];
+  for (const name in after) {
+    if (unchanged?.includes(name)) continue;
+    if (!Object.hasOwn(before, name)) {
+      changed.push(name);
+      continue;
+    }
+    const a = after[name];
+    const b = before[name];
+    if (a === b) {
+      if (a === null && (jsonNulls?.after?.includes(name) ?? false) !== (jsonNulls?.before?.includes(name) ?? false)) changed.push(name);
+      continue;
+    }
+    // Distinct primitives differ; only two objects (json, arrays) need their text compared.
+    if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || JSON.stringify(a) !== JSON.stringify(b)) {
+      changed.push(name);
+    }
+  }
+  for (const name in before) {
+    if (!Object.hasOwn(after, name) && !unchanged?.includes(name)) changed.push(name);
+  }
+  return changed;
+}

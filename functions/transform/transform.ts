@@ -1,0 +1,221 @@
+/**
+ * The transform: one SQS batch from the changes queue → graph node events on the configured
+ * outputs, with partial batch failures that keep FIFO order.
+ *
+ * Records of one message group (a changes partition) are handled strictly in order, each one
+ * only after the previous one's events were accepted by every output; groups run side by
+ * side. Once a record of a group fails, it and every later record of that group in the batch
+ * are reported failed, so SQS redelivers them in order (ReportBatchItemFailures). A record
+ * that cannot be read at all is logged with the reason and failed like any other: after the
+ * queue's maxReceiveCount SQS moves it to the dead-letter queue. Other groups never wait.
+ */
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { changeBatchRef, type ChangeBatch, type GraphNodeEvent } from '#core/change-event.ts';
+import { payloadKey, type PayloadStore } from '#core/payload-store.ts';
+import type { TransformConfig } from '#core/config.ts';
+import { DecodeError, describeError } from '#core/errors.ts';
+import { parseLossless } from '#core/lossless-json.ts';
+import { labelsFor } from '#core/node-id.ts';
+import { parseLsn, positionKey } from '#core/position.ts';
+import { toGraphEvents } from '#core/row-to-node.ts';
+import { stringifyLossless } from '#core/values.ts';
+import type { SqsBatchResponse, SqsRecord } from './lambda-types.ts';
+import { packNodesMessages, sendNodesMessages, type NodeEventOut } from './nodes-queue-output.ts';
+
+/** The EventBridge output: publishes events, returns the indexes it could not deliver. */
+export interface EventBusOutput {
+  publish(items: { event: GraphNodeEvent; detail: string }[]): Promise<{ failed: { index: number; reason: string }[] }>;
+}
+
+export interface Log {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface TransformDeps {
+  config: TransformConfig;
+  log: Log;
+  eventBus?: EventBusOutput;
+  nodesQueue?: { client: SQSClient; queueUrl: string };
+  payloads?: PayloadStore;
+}
+
+export interface TransformStats {
+  records: number;
+  changes: number;
+  events: number;
+  failedRecords: number;
+}
+
+/** SQS's message limit less room for the nodes-queue envelope. */
+const NODES_EVENT_MAX_BYTES = 1024 * 1024 - 64;
+
+const OPS = new Set(['insert', 'update', 'delete', 'truncate', 'snapshot']);
+
+export class Transform {
+  private readonly labels: Map<string, string>;
+  private readonly ebLabels: Set<string> | undefined;
+  private readonly nodesLabels: Set<string> | undefined;
+  readonly stats: TransformStats = { records: 0, changes: 0, events: 0, failedRecords: 0 };
+
+  constructor(private readonly deps: TransformDeps) {
+    this.labels = labelsFor(deps.config.tables);
+    const { eventBridge, nodesQueue } = deps.config.outputs;
+    this.ebLabels = eventBridge?.labels ? new Set(eventBridge.labels) : undefined;
+    this.nodesLabels = nodesQueue?.labels ? new Set(nodesQueue.labels) : undefined;
+  }
+
+  async handle(records: SqsRecord[]): Promise<SqsBatchResponse> {
+    const groups = new Map<string, SqsRecord[]>();
+    for (const r of records) {
+      const g = r.attributes.MessageGroupId ?? `(no group) ${r.messageId}`;
+      let list = groups.get(g);
+      if (!list) groups.set(g, (list = []));
+      list.push(r);
+    }
+    const failed: string[] = [];
+    await Promise.all(
+      [...groups.values()].map(async (list) => {
+        for (let i = 0; i < list.length; i++) {
+          const record = list[i] as SqsRecord;
+          const ok = await this.handleRecord(record);
+          if (!ok) {
+            // FIFO: nothing after a failed record of its group may be applied before it.
+            for (const r of list.slice(i)) failed.push(r.messageId);
+            return;
+          }
+        }
+      }),
+    );
+    this.stats.records += records.length;
+    this.stats.failedRecords += failed.length;
+    return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
+  }
+
+  /** True when every event of the record reached every output. */
+  private async handleRecord(record: SqsRecord): Promise<boolean> {
+    let batch: ChangeBatch;
+    try {
+      batch = await this.readBatch(record.body);
+    } catch (err) {
+      this.deps.log.error('record cannot be read; it goes to the dead-letter queue after the redrive count', {
+        messageId: record.messageId,
+        group: record.attributes.MessageGroupId,
+        receiveCount: Number(record.attributes.ApproximateReceiveCount),
+        error: describeError(err),
+      });
+      return false;
+    }
+    const out: NodeEventOut[] = [];
+    try {
+      for (const change of batch.changes) {
+        const events = toGraphEvents(change, { source: this.deps.config.sourceId, labels: this.labels, partition: batch.partition });
+        for (let i = 0; i < events.length; i++) out.push({ event: events[i] as GraphNodeEvent, json: stringifyLossless(events[i]), index: i });
+      }
+    } catch (err) {
+      this.deps.log.error('record holds a change that cannot be turned into node events', {
+        messageId: record.messageId,
+        group: record.attributes.MessageGroupId,
+        error: describeError(err),
+      });
+      return false;
+    }
+    this.stats.changes += batch.changes.length;
+    this.stats.events += out.length;
+    const results = await Promise.all([this.toNodesQueue(out, record), this.toEventBus(out, record)]);
+    return results.every(Boolean);
+  }
+
+  private async readBatch(body: string): Promise<ChangeBatch> {
+    let doc = parseLossless(body) as Record<string, unknown>;
+    if (doc && typeof doc === 'object' && 'payloadRef' in doc) {
+      const ref = changeBatchRef.parse(doc);
+      if (!this.deps.payloads) throw new DecodeError('PROTOCOL', 'record is a claim check, but no largePayloads store is configured');
+      doc = parseLossless(await this.deps.payloads.get(ref.payloadRef)) as Record<string, unknown>;
+      if (doc.partition !== ref.partition) throw new DecodeError('PROTOCOL', `claim-checked batch is of partition ${String(doc.partition)}, its reference says ${ref.partition}`);
+    }
+    return checkBatch(doc);
+  }
+
+  private async toNodesQueue(events: NodeEventOut[], record: SqsRecord): Promise<boolean> {
+    const target = this.deps.nodesQueue;
+    const partitions = this.deps.config.outputs.nodesQueue?.partitions;
+    if (!target || partitions === undefined) return true;
+    const selected = this.nodesLabels ? events.filter((e) => this.nodesLabels?.has(e.event.node.label)) : events;
+    if (selected.length === 0) return true;
+    const sized: NodeEventOut[] = [];
+    for (const e of selected) {
+      if (Buffer.byteLength(e.json) <= NODES_EVENT_MAX_BYTES) sized.push(e);
+      else {
+        const ref = await this.offload(e.event, e.json, e.index, record);
+        if (ref === undefined) return false;
+        sized.push({ ...e, json: ref });
+      }
+    }
+    const result = await sendNodesMessages(target.client, target.queueUrl, packNodesMessages(sized, partitions));
+    if (result.failed.length > 0) {
+      this.deps.log.warn('nodes queue did not accept every message; the record will be retried', {
+        messageId: record.messageId,
+        failedMessages: result.failed.length,
+      });
+      return false;
+    }
+    return true;
+  }
+
+  private async toEventBus(events: NodeEventOut[], record: SqsRecord): Promise<boolean> {
+    const bus = this.deps.eventBus;
+    if (!bus) return true;
+    const selected = this.ebLabels ? events.filter((e) => this.ebLabels?.has(e.event.node.label)) : events;
+    if (selected.length === 0) return true;
+    const { failed } = await bus.publish(selected.map((e) => ({ event: e.event, detail: e.json })));
+    if (failed.length > 0) {
+      this.deps.log.warn('EventBridge did not accept every event; the record will be retried', {
+        messageId: record.messageId,
+        failedEvents: failed.length,
+        reasons: [...new Set(failed.map((f) => f.reason))].slice(0, 5),
+      });
+      return false;
+    }
+    return true;
+  }
+
+  /** Store an event too large for its channel; returns the reference event's JSON. */
+  async offload(event: GraphNodeEvent, json: string, index: number, record?: SqsRecord): Promise<string | undefined> {
+    if (!this.deps.payloads) {
+      this.deps.log.error('an event is too large for its channel and no largePayloads store is configured', {
+        messageId: record?.messageId,
+        nodeId: event.node.id,
+        bytes: Buffer.byteLength(json),
+      });
+      return undefined;
+    }
+    // Named by position: a retried record overwrites the same object.
+    const name = `${event.source}/${positionKey(parseLsn(event.position.commitLsn), event.position.seq).replace(':', '-')}.${index}`;
+    const payloadRef = await this.deps.payloads.put(payloadKey('events', name), json);
+    return stringifyLossless({ v: 1, type: event.type, source: event.source, node: { id: event.node.id, label: event.node.label }, position: event.position, tx: event.tx, payloadRef });
+  }
+}
+
+/** Structural check of a change batch (the transform does not trust its input). */
+function checkBatch(doc: unknown): ChangeBatch {
+  const fail = (why: string): never => {
+    throw new DecodeError('PROTOCOL', `not a pgrelay change batch: ${why}`);
+  };
+  if (typeof doc !== 'object' || doc === null) fail('not an object');
+  const b = doc as Record<string, unknown>;
+  if (b.v !== 1) fail(`unsupported version ${JSON.stringify(b.v)}`);
+  if (typeof b.partition !== 'number') fail('no partition');
+  if (!Array.isArray(b.changes)) fail('no changes array');
+  for (const [i, c] of (b.changes as Record<string, unknown>[]).entries()) {
+    if (typeof c !== 'object' || c === null) fail(`change ${i} is not an object`);
+    if (!OPS.has(c.op as string)) fail(`change ${i} has op ${JSON.stringify(c.op)}`);
+    if (typeof c.schema !== 'string' || typeof c.table !== 'string') fail(`change ${i} lacks schema/table`);
+    const pos = c.position as Record<string, unknown> | undefined;
+    if (!pos || typeof pos.commitLsn !== 'string' || typeof pos.seq !== 'number') fail(`change ${i} lacks a position`);
+    if (typeof c.tx !== 'object' || c.tx === null) fail(`change ${i} lacks tx`);
+  }
+  return doc as ChangeBatch;
+}
+
