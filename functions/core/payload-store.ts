@@ -9,15 +9,15 @@
  * overwrites the same object instead of leaving a second copy behind.
  */
 import { createHash } from 'node:crypto';
-import { changeBatch, changeBatchRef, payloadRef, type ChangeBatch, type PayloadRef } from './change-event.ts';
+import { payloadRef, type PayloadRef } from './change-event.ts';
 import { PgRelayError } from './errors.ts';
 
 /**
- * `PAYLOAD_MISSING`: the object a reference names does not exist (expired, deleted, wrong bucket).
- * `PAYLOAD_MISMATCH`: it exists but its size or SHA-256 differs from the reference.
- * `PAYLOAD_STORE_MISSING`: a message is a reference but no store is configured to read it from.
+ * Codes of the PgRelayErrors a store's `get` throws. `PAYLOAD_MISSING`: the object a reference
+ * names does not exist (expired, deleted, wrong bucket). `PAYLOAD_MISMATCH`: it exists but its
+ * size or SHA-256 differs from the reference. Other errors (network, throttling) pass through.
  */
-export type PayloadErrorCode = 'PAYLOAD_MISSING' | 'PAYLOAD_MISMATCH' | 'PAYLOAD_STORE_MISSING';
+export type PayloadErrorCode = 'PAYLOAD_MISSING' | 'PAYLOAD_MISMATCH';
 
 export interface PayloadStore {
   /**
@@ -73,28 +73,4 @@ export function verifyPayload(ref: PayloadRef, bytes: Uint8Array): void {
 
 export function isPayloadRef(x: unknown): x is PayloadRef {
   return payloadRef.safeParse(x).success;
-}
-
-/** Cheap test on a parsed message body: is it a claim check (a `payloadRef` member) rather than an inline batch? */
-export function hasPayloadRef(body: unknown): body is { payloadRef: unknown } {
-  return typeof body === 'object' && body !== null && 'payloadRef' in body;
-}
-
-/**
- * A changes-queue message body as a ChangeBatch, fetching it from `store` when the message is
- * a ChangeBatchRef. Validates both forms (zod errors for a malformed body), and that the stored
- * batch is of the partition the reference names.
- */
-export async function readChangeBatch(body: string, store: PayloadStore | undefined): Promise<ChangeBatch> {
-  const parsed: unknown = JSON.parse(body);
-  if (!hasPayloadRef(parsed)) return changeBatch.parse(parsed);
-  const ref = changeBatchRef.parse(parsed);
-  if (!store) {
-    throw new PgRelayError('PAYLOAD_STORE_MISSING', `message refers to s3://${ref.payloadRef.bucket}/${ref.payloadRef.key}, but no largePayloads store is configured`);
-  }
-  const batch = changeBatch.parse(JSON.parse(await store.get(ref.payloadRef)));
-  if (batch.partition !== ref.partition) {
-    throw new PgRelayError('PAYLOAD_MISMATCH', `s3://${ref.payloadRef.bucket}/${ref.payloadRef.key} holds partition ${batch.partition}, the reference says ${ref.partition}`);
-  }
-  return batch;
 }

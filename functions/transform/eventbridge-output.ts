@@ -15,7 +15,7 @@
  *
  * Duplicates: an accepted entry (one with an EventId) is never resent. A call whose outcome is
  * unknown (a network error or a 5xx after the SDK's own retries) is resent whole, so, as
- * everywhere in pgrelay, delivery is at-least-once; subscribers deduplicate on `position`.
+ * everywhere in pgrelay, delivery is at-least-once; subscribers deduplicate on (`position`, `type`): a key change yields a delete and an insert at one position.
  */
 import {
   EventBridgeClient,
@@ -267,7 +267,7 @@ export class EventBridgeOutput {
             result.delivered += 1;
             if (p.offloaded) result.offloaded += 1;
           } else if (outcome.retryable && p.attempts < this.#maxAttempts) {
-            retry.push(...call);
+            retry.push(p);
           } else {
             fail(p, outcome.code, outcome.message ?? outcome.code);
           }

@@ -22,9 +22,9 @@ import { stringifyLossless } from '#core/values.ts';
 import type { SqsBatchResponse, SqsRecord } from './lambda-types.ts';
 import { packNodesMessages, sendNodesMessages, type NodeEventOut } from './nodes-queue-output.ts';
 
-/** The EventBridge output: publishes events, returns the indexes it could not deliver. */
+/** The EventBridge output (eventbridge-output.ts): reports what it could not deliver. */
 export interface EventBusOutput {
-  publish(items: { event: GraphNodeEvent; detail: string }[]): Promise<{ failed: { index: number; reason: string }[] }>;
+  publish(items: { event: GraphNodeEvent; detail: string }[]): Promise<{ failed: { index: number; code: string; message: string }[] }>;
 }
 
 export interface Log {
@@ -148,7 +148,7 @@ export class Transform {
     for (const e of selected) {
       if (Buffer.byteLength(e.json) <= NODES_EVENT_MAX_BYTES) sized.push(e);
       else {
-        const ref = await this.offload(e.event, e.json, e.index, record);
+        const ref = await this.offload(e.event, e.json, record);
         if (ref === undefined) return false;
         sized.push({ ...e, json: ref });
       }
@@ -174,7 +174,7 @@ export class Transform {
       this.deps.log.warn('EventBridge did not accept every event; the record will be retried', {
         messageId: record.messageId,
         failedEvents: failed.length,
-        reasons: [...new Set(failed.map((f) => f.reason))].slice(0, 5),
+        reasons: [...new Set(failed.map((f) => `${f.code}: ${f.message}`))].slice(0, 5),
       });
       return false;
     }
@@ -182,7 +182,7 @@ export class Transform {
   }
 
   /** Store an event too large for its channel; returns the reference event's JSON. */
-  async offload(event: GraphNodeEvent, json: string, index: number, record?: SqsRecord): Promise<string | undefined> {
+  async offload(event: GraphNodeEvent, json: string, record?: SqsRecord): Promise<string | undefined> {
     if (!this.deps.payloads) {
       this.deps.log.error('an event is too large for its channel and no largePayloads store is configured', {
         messageId: record?.messageId,
@@ -191,8 +191,9 @@ export class Transform {
       });
       return undefined;
     }
-    // Named by position: a retried record overwrites the same object.
-    const name = `${event.source}/${positionKey(parseLsn(event.position.commitLsn), event.position.seq).replace(':', '-')}.${index}`;
+    // Named by position and type (a key change yields a delete and an insert at one position):
+    // a retried record overwrites the same object.
+    const name = `${event.source}/${positionKey(parseLsn(event.position.commitLsn), event.position.seq).replace(':', '-')}.${event.type}`;
     const payloadRef = await this.deps.payloads.put(payloadKey('events', name), json);
     return stringifyLossless({ v: 1, type: event.type, source: event.source, node: { id: event.node.id, label: event.node.label }, position: event.position, tx: event.tx, payloadRef });
   }
