@@ -94,7 +94,6 @@ export class SqsSink {
       this.partitions.set(msg.partition, q);
     }
     q.messages.push(msg);
-    if (msg.oversized) this.opts.onAccepted(msg); // MUTATION
     this.pendingBytes += msg.bytes;
     this.pendingMessages++;
     this.markReady(msg.partition, q);
@@ -238,7 +237,7 @@ export class SqsSink {
     this.sentMessages++;
     this.sentChanges += m.changes;
     this.sentBytes += m.bytes;
-    if (!m.oversized) this.opts.onAccepted(m);
+    this.opts.onAccepted(m);
     this.markReady(m.partition, q);
     if (this.pendingMessages === 0) {
       const waiters = this.idleWaiters;

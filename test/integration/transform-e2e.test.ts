@@ -7,7 +7,9 @@ import { parseTransformConfig } from '#core/config.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { nodeHandler } from '#consumer/node-handler.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
-import { Transform } from '#transform/transform.ts';
+import { createTransform } from '#transform/handler.ts';
+import type { EventBridgeEvent } from '#transform/lambda-types.ts';
+import { startFakeEventBridge, type FakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
 import { invokeFromQueue } from '#test/helpers/lambda-sqs.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { createFifoQueue, dlqUrlOf, drainQueue, sqsClient, testSqsEndpoint } from '#test/helpers/sqs.ts';
@@ -26,6 +28,7 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
   let changesUrl: string;
   let nodesUrl: string;
   let running: RunningStreamer;
+  let eventBridge: FakeEventBridge;
   const bucket = `pgrelay-e2e-${process.pid}`;
   const sqs = () => sqsClient(endpoint);
   const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
@@ -39,6 +42,7 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     s3.destroy();
     await withClient(db.url, (c) => c.query(SCHEMA));
+    eventBridge = await startFakeEventBridge({ buses: ['shop-bus'] });
     running = startStreamer({
       ...streamerConfig({ dbUrl: db.url, queueUrl: changesUrl, sqsEndpoint: endpoint, tables: ['customers', 'orders', 'order_items', 'docs'], partitions: 4 }),
       s3Endpoint: endpoint,
@@ -48,28 +52,35 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
   });
 
   afterAll(async () => {
+    await eventBridge?.close();
     await running?.stop();
     await db?.drop();
   });
 
-  it('delivers every change as node events in order per node, a 2 MB row whole, and a poison record to the DLQ', async () => {
+  it('delivers every change as node events in order per node on both outputs, a 2 MB row whole, and a poison record to the DLQ', async () => {
     const client = sqs();
     const payloads = s3PayloadStore({ bucket, prefix: 'e2e/', region: 'us-east-1', endpoint, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
-    const transform = new Transform({
-      config: parseTransformConfig({
+    // The Lambda's own factory, on local endpoints: the nodes queue gets every label,
+    // EventBridge only orders and docs (routing by label).
+    const transform = createTransform(
+      parseTransformConfig({
         sourceId: 'shop',
         tables: ['customers', 'orders', 'order_items', 'docs'],
-        outputs: { nodesQueue: { queueUrl: nodesUrl, partitions: 4 } },
+        outputs: { nodesQueue: { queueUrl: nodesUrl, partitions: 4 }, eventBridge: { busName: 'shop-bus', labels: ['orders', 'docs'] } },
         largePayloads: { bucket, prefix: 'e2e/' },
+        sqsEndpoint: endpoint,
+        s3Endpoint: endpoint,
+        eventBridgeEndpoint: eventBridge.endpoint,
       }),
-      log: {
-        info: (msg, fields) => logs.push({ level: 'info', msg, fields }),
-        warn: (msg, fields) => logs.push({ level: 'warn', msg, fields }),
-        error: (msg, fields) => logs.push({ level: 'error', msg, fields }),
+      {
+        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+        log: {
+          info: (msg, fields) => logs.push({ level: 'info', msg, fields }),
+          warn: (msg, fields) => logs.push({ level: 'warn', msg, fields }),
+          error: (msg, fields) => logs.push({ level: 'error', msg, fields }),
+        },
       },
-      nodesQueue: { client, queueUrl: nodesUrl },
-      payloads,
-    });
+    );
 
     // A record nobody can read, in its own group: it must not hold up the others.
     await client.send(new SendMessageCommand({ QueueUrl: changesUrl, MessageBody: '{"v":1,"partition":0,"changes":[{"op":"explode"}]}', MessageGroupId: 'poison', MessageDeduplicationId: 'poison-1' }));
@@ -140,6 +151,25 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
       if (prev) expect(k > prev).toBe(true);
       last.set(e.node.id ?? '', k);
     }
+
+    // EventBridge: only the routed labels, Source and DetailType set, the 2 MB doc as a claim
+    // check that the consumer helper resolves transparently.
+    expect(new Set(eventBridge.events.map((e) => (e.detail as GraphNodeEvent).node.label))).toEqual(new Set(['orders', 'docs']));
+    expect(eventBridge.events.filter((e) => (e.detail as GraphNodeEvent).node.label === 'orders')).toHaveLength(3);
+    for (const e of eventBridge.events) {
+      expect(e.source).toBe('pgrelay.shop');
+      expect(e.detailType).toBe((e.detail as GraphNodeEvent).type);
+    }
+    const docRef = eventBridge.events.find((e) => (e.detail as GraphNodeEvent).node.label === 'docs')!;
+    expect(docRef.detail).toHaveProperty('payloadRef');
+    const fromBus: GraphNodeEvent[] = [];
+    const busConsumer = nodeHandler({ onInserted: (e) => void fromBus.push(e), onUpdated: (e) => void fromBus.push(e) }, { payloads });
+    for (const [i, e] of eventBridge.events.entries()) {
+      const envelope: EventBridgeEvent = { version: '0', id: String(i), 'detail-type': e.detailType, source: e.source, account: '000000000000', time: new Date(0).toISOString(), region: 'us-east-1', resources: [], detail: e.detail };
+      await busConsumer(envelope);
+    }
+    const docFromBus = fromBus.find((e) => e.node.label === 'docs')!;
+    expect(createHash('sha256').update(String(docFromBus.node.properties.body)).digest('hex')).toBe(docHash);
 
     // The poison record: retried to the redrive count, then in the DLQ, with the reason logged.
     await waitFor(
