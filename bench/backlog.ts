@@ -2,13 +2,24 @@
  * The bench's tables and the WAL it drains: an orders-like table changed by inserts, updates and
  * deletes in 100-row transactions, and a narrow table filled by one huge transaction. Both are
  * generated server-side (generate_series in a procedure that commits every batch), so building
- * 200k changes takes seconds, not a client round trip per row.
+ * 200k changes takes seconds, not a client round trip per row. The transform bench's input comes
+ * from a third, interleaved workload on the same table (`generateMixedWorkload`).
  */
 import type pg from 'pg';
 
 export const ROWS_PER_TX = 100;
 export const ORDERS_PUBLICATION = 'bench_orders';
 export const BIG_PUBLICATION = 'bench_big';
+
+/** The columns of order `g` (a bigint), for `INSERT INTO orders SELECT … FROM generate_series(…) AS g`. */
+const ORDER_ROW = `g, g % 5000 + 1, 'new', ((g * 37) % 100000) / 100.0 + 1,
+    CASE WHEN g % 3 = 0 THEN 'USD' ELSE 'EUR' END,
+    timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+    timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+    CASE WHEN g % 4 = 0 THEN NULL ELSE 'order ' || g || ': leave at the door' END`;
+
+/** What shipping an order changes. */
+const ORDER_UPDATE = `status = 'shipped', total = total + 1, updated_at = updated_at + interval '1 day'`;
 
 export const SCHEMA_SQL = `
 CREATE TABLE orders (
@@ -32,24 +43,46 @@ DECLARE
   first_deleted int := insert_txs - delete_txs;
 BEGIN
   FOR i IN 0 .. insert_txs - 1 LOOP
-    INSERT INTO orders
-    SELECT g, g % 5000 + 1, 'new', ((g * 37) % 100000) / 100.0 + 1,
-           CASE WHEN g % 3 = 0 THEN 'USD' ELSE 'EUR' END,
-           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
-           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
-           CASE WHEN g % 4 = 0 THEN NULL ELSE 'order ' || g || ': leave at the door' END
-    FROM generate_series(i * rows_per_tx + 1, (i + 1) * rows_per_tx) AS g;
+    INSERT INTO orders SELECT ${ORDER_ROW} FROM generate_series(i * rows_per_tx + 1, (i + 1) * rows_per_tx) AS g;
     COMMIT;
   END LOOP;
   FOR i IN 0 .. update_txs - 1 LOOP
-    UPDATE orders SET status = 'shipped', total = total + 1, updated_at = updated_at + interval '1 day'
-    WHERE id BETWEEN i * rows_per_tx + 1 AND (i + 1) * rows_per_tx;
+    UPDATE orders SET ${ORDER_UPDATE} WHERE id BETWEEN i * rows_per_tx + 1 AND (i + 1) * rows_per_tx;
     COMMIT;
   END LOOP;
   FOR i IN 0 .. delete_txs - 1 LOOP
     DELETE FROM orders
     WHERE id BETWEEN (first_deleted + i) * rows_per_tx + 1 AND (first_deleted + i + 1) * rows_per_tx;
     COMMIT;
+  END LOOP;
+END $$;
+
+-- Cycles of ten 100-row transactions, in the backlog's proportions but interleaved: five of
+-- inserts, three of updates and two of deletes of the rows just inserted. Every other cycle
+-- runs under REPLICA IDENTITY FULL, so half the updates and deletes carry the old row.
+CREATE PROCEDURE bench_mixed(cycles int, rows_per_tx int, first_id bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+  c int;
+  t int;
+  base bigint;
+BEGIN
+  FOR c IN 0 .. cycles - 1 LOOP
+    EXECUTE format('ALTER TABLE orders REPLICA IDENTITY %s', CASE WHEN c % 2 = 1 THEN 'FULL' ELSE 'DEFAULT' END);
+    COMMIT;
+    base := first_id + c::bigint * 5 * rows_per_tx;
+    FOR t IN 0 .. 4 LOOP
+      INSERT INTO orders SELECT ${ORDER_ROW} FROM generate_series(base + t * rows_per_tx + 1, base + (t + 1) * rows_per_tx) AS g;
+      COMMIT;
+    END LOOP;
+    FOR t IN 0 .. 2 LOOP
+      UPDATE orders SET ${ORDER_UPDATE} WHERE id BETWEEN base + t * rows_per_tx + 1 AND base + (t + 1) * rows_per_tx;
+      COMMIT;
+    END LOOP;
+    FOR t IN 3 .. 4 LOOP
+      DELETE FROM orders WHERE id BETWEEN base + t * rows_per_tx + 1 AND base + (t + 1) * rows_per_tx;
+      COMMIT;
+    END LOOP;
   END LOOP;
 END $$;
 `;
@@ -83,6 +116,17 @@ export async function createSlots(client: pg.Client, names: string[]): Promise<v
 export async function generateBacklog(client: pg.Client, plan: BacklogPlan): Promise<void> {
   // CALL must run outside an explicit transaction for the procedure's COMMITs to be allowed.
   await client.query('CALL bench_backlog($1, $2, $3, $4)', [plan.insertTxs, plan.updateTxs, plan.deleteTxs, ROWS_PER_TX]);
+}
+
+/** Changes of one `bench_mixed` cycle. */
+export const MIXED_CYCLE_CHANGES = 10 * ROWS_PER_TX;
+/** Ids of the mixed workload start above any the backlog uses. */
+const MIXED_FIRST_ID = 100_000_000;
+
+/** `cycles` × 1,000 changes: inserts, updates with and without the old row, deletes (see bench_mixed). */
+export async function generateMixedWorkload(client: pg.Client, cycles: number): Promise<number> {
+  await client.query('CALL bench_mixed($1, $2, $3)', [cycles, ROWS_PER_TX, MIXED_FIRST_ID]);
+  return cycles * MIXED_CYCLE_CHANGES;
 }
 
 /** One transaction inserting `rows` narrow rows. */

@@ -1,7 +1,9 @@
 /**
  * Child process: the real streamer (config → ConnectionProvider → Streamer) draining one slot,
  * either into a sink that accepts every SendMessageBatch at once (`discard`: the pipeline's own
- * cost) or into the SQS emulator (`sqs`).
+ * cost) or into the SQS emulator (`sqs`). `capture` is the discard sink that also keeps every
+ * message it accepted and writes them to `capturePath` at the end: the transform bench's input,
+ * byte for byte what the streamer puts on the changes queue.
  *
  * Done means: at least `expectedChanges` decoded AND the confirmed LSN at or past `endLsn`, the
  * end LSN of the backlog's last commit. The checkpoint confirms a commit's end LSN only after
@@ -9,6 +11,7 @@
  * acknowledgeable" — no waiting for keepalives, which the server sends only when idle.
  * The clock runs from `streamer.run()` (connecting and preparing the source included) to then.
  */
+import { writeFile } from 'node:fs/promises';
 import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import { parseLsn } from '#core/position.ts';
@@ -18,7 +21,14 @@ import { Streamer } from '#streamer/streamer.ts';
 import { exitWithParent, finish, jobOf, peakRssMb } from './child.ts';
 import { startProfiler, type ProfileSummary } from './profile.ts';
 
-export type SinkKind = 'discard' | 'sqs';
+export type SinkKind = 'discard' | 'sqs' | 'capture';
+
+/** A changes-queue message as the streamer sent it (what `capture` writes, in send order). */
+export interface CapturedMessage {
+  body: string;
+  group: string;
+  deduplicationId: string;
+}
 
 export interface StreamerJob {
   config: StreamerConfigInput;
@@ -29,6 +39,8 @@ export interface StreamerJob {
   profilePath?: string;
   /** Experiment: turn off the SDK's MD5 check of sent bodies (`md5: false`) on the streamer's client. */
   sqsMd5Off?: boolean;
+  /** `capture` sink: write the accepted messages here (JSON array of CapturedMessage). */
+  capturePath?: string;
 }
 
 export interface StreamerResult {
@@ -60,12 +72,15 @@ export interface StreamerResult {
 const POLL_MS = 5;
 const MIB = 2 ** 20;
 
-/** An SQS client whose SendMessageBatch succeeds at once for every entry. */
-function discardClient(): SQSClient {
+/** An SQS client whose SendMessageBatch succeeds at once for every entry; `captured` keeps them. */
+function discardClient(captured?: CapturedMessage[]): SQSClient {
   let messageIds = 0;
   const client = {
     send: async (command: SendMessageBatchCommand) => {
       const entries = command.input.Entries ?? [];
+      if (captured) {
+        for (const e of entries) captured.push({ body: e.MessageBody ?? '', group: e.MessageGroupId ?? '', deduplicationId: e.MessageDeduplicationId ?? '' });
+      }
       return {
         $metadata: {},
         Successful: entries.map((e) => ({ Id: e.Id, MessageId: String(++messageIds), MD5OfMessageBody: '' })),
@@ -84,7 +99,8 @@ async function main(): Promise<void> {
   const endLsn = parseLsn(job.endLsn);
   // Imported lazily so the bundler puts main.ts in its own chunk: its "am I the entry script"
   // check compares import.meta.url with argv[1], which inside a one-file bundle would be true.
-  const sqs = job.sink === 'discard' ? discardClient() : (await import('#streamer/main.ts')).sqsClientFor(config, {});
+  const captured: CapturedMessage[] | undefined = job.sink === 'capture' ? [] : undefined;
+  const sqs = job.sink === 'sqs' ? (await import('#streamer/main.ts')).sqsClientFor(config, {}) : discardClient(captured);
   // The SQS middleware reads this option on every call, so setting it after construction works.
   if (job.sqsMd5Off && job.sink === 'sqs') (sqs.config as { md5?: unknown }).md5 = false;
   let streamingAt = 0;
@@ -150,6 +166,10 @@ async function main(): Promise<void> {
   };
   await streamer.stop('bench done');
   await running.catch(() => undefined);
+  if (captured) {
+    if (!job.capturePath) throw new Error('the capture sink needs capturePath');
+    await writeFile(job.capturePath, JSON.stringify(captured));
+  }
   finish(result);
 }
 

@@ -249,10 +249,11 @@ export class SqsSink {
   /** Stores an oversized message's body; on success its ChangeBatchRef waits at the head of the partition. */
   private async upload(q: PartitionQueue, m: OutgoingMessage): Promise<void> {
     const store = this.opts.payloads;
+    let key: string | undefined;
     let uploadError: unknown;
     try {
       if (!store) throw new Error('an oversized message reached a sink without a payload store');
-      const key = payloadKey('changes', changeBatchPayloadName(this.opts.sourceId, m.deduplicationId));
+      key = payloadKey('changes', changeBatchPayloadName(this.opts.sourceId, m.deduplicationId));
       const ref = await store.put(key, m.body);
       q.claimCheck = JSON.stringify({ v: 1, partition: m.partition, payloadRef: ref });
     } catch (err) {
@@ -261,7 +262,7 @@ export class SqsSink {
     if (this.stopped) return;
     if (q.claimCheck === undefined) {
       this.failedUploads++;
-      this.retryLater(m, describeError(uploadError), 'payload upload failed, retrying');
+      this.retryLater(m, describeError(uploadError), 'payload upload failed, retrying', { key, bytes: m.bytes });
     } else {
       this.storedPayloads++;
       this.storedBytes += m.bytes;
@@ -273,7 +274,7 @@ export class SqsSink {
     this.pump();
   }
 
-  private retryLater(m: OutgoingMessage, reason: { code?: string; message: string }, what = 'sqs send failed, retrying'): void {
+  private retryLater(m: OutgoingMessage, reason: { code?: string; message: string }, what = 'sqs send failed, retrying', fields?: Record<string, unknown>): void {
     const q = this.partitions.get(m.partition) as PartitionQueue;
     q.inFlight = false;
     q.attempts++;
@@ -283,7 +284,7 @@ export class SqsSink {
     const delay = Math.min(max, initial * 2 ** Math.min(q.attempts - 1, 20)) * (0.75 + Math.random() * 0.5);
     q.notBefore = performance.now() + delay;
     if (q.attempts === 1 || q.attempts % 10 === 0) {
-      this.opts.log.warn(what, { partition: m.partition, attempt: q.attempts, retryInMs: Math.round(delay), error: reason });
+      this.opts.log.warn(what, { partition: m.partition, ...fields, attempt: q.attempts, retryInMs: Math.round(delay), error: reason });
     }
     this.markReady(m.partition, q);
   }

@@ -5,7 +5,7 @@
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseTransformEnv, type TransformConfig } from '#core/config.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
-import { EventBridgeOutput } from './eventbridge-output.ts';
+import { EventBridgeOutput, type EventBridgeOutputOptions } from './eventbridge-output.ts';
 import type { SqsBatchResponse, SqsEvent } from './lambda-types.ts';
 import { Transform, type Log } from './transform.ts';
 
@@ -20,6 +20,8 @@ export interface TransformClientsOptions {
   /** Static credentials for local emulators and stand-ins. @default the default provider chain */
   credentials?: { accessKeyId: string; secretAccessKey: string };
   log?: Log;
+  /** EventBridge retry budget (tests shorten it). */
+  eventBridgeRetry?: Pick<EventBridgeOutputOptions, 'maxAttempts' | 'baseDelayMs' | 'maxDelayMs'>;
 }
 
 /** Build the transform and its outputs from config (also used by `npm start` and the tests). */
@@ -34,6 +36,7 @@ export function createTransform(config: TransformConfig, opts: TransformClientsO
   const eventBus = config.outputs.eventBridge
     ? EventBridgeOutput.fromConfig(config, {
         ...credentials,
+        ...opts.eventBridgeRetry,
         offload: async (event, detail) => {
           const ref = await transform?.offload(event, detail);
           if (ref === undefined) throw new Error('event too large for EventBridge and no largePayloads store configured');
