@@ -23,7 +23,7 @@
  * A truncate reaches the nodes queue once per message group: `onTruncated` runs once per copy.
  */
 import { graphNodeEventRef, type GraphNodeEvent, type PayloadRef } from '#core/change-event.ts';
-import type { EventBridgeEvent, SqsBatchResponse, SqsEvent, SqsRecord } from '#transform/lambda-types.ts';
+import { byMessageGroup, type EventBridgeEvent, type SqsBatchResponse, type SqsEvent, type SqsRecord } from '#transform/lambda-types.ts';
 
 export type NodeEventCallback = (event: GraphNodeEvent) => void | Promise<void>;
 
@@ -84,15 +84,8 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
       return;
     }
     const failed: string[] = [];
-    const groups = new Map<string, SqsRecord[]>();
-    for (const r of event.Records) {
-      const g = r.attributes.MessageGroupId ?? r.messageId;
-      let list = groups.get(g);
-      if (!list) groups.set(g, (list = []));
-      list.push(r);
-    }
     await Promise.all(
-      [...groups.values()].map(async (list) => {
+      byMessageGroup(event.Records).map(async (list) => {
         for (let i = 0; i < list.length; i++) {
           try {
             await handleRecord(list[i] as SqsRecord);

@@ -37,7 +37,7 @@ class Parser {
   /** `rowMember`: this value is a column value inside a row object. */
   value(rowMember: boolean): unknown {
     const c = this.s.charCodeAt(this.i);
-    if (c === 123 /* { */) return rowMember ? this.raw() : this.object();
+    if (c === 123 /* { */) return rowMember ? this.raw() : this.object(false);
     if (c === 91 /* [ */) return rowMember ? this.raw() : this.array();
     if (c === 34 /* " */) return this.string();
     if (c === 116 /* t */) return this.word('true', true);
@@ -46,7 +46,8 @@ class Parser {
     return this.number();
   }
 
-  object(): Record<string, unknown> {
+  /** An object; `columns`: a row, whose member values are column values. */
+  object(columns: boolean): Record<string, unknown> {
     this.i++;
     const out: Record<string, unknown> = {};
     this.ws();
@@ -62,31 +63,8 @@ class Parser {
       if (this.s.charCodeAt(this.i) !== 58) this.fail('expected :');
       this.i++;
       this.ws();
-      out[key] = ROW_KEYS.has(key) && this.s.charCodeAt(this.i) === 123 ? this.row() : this.value(false);
-      this.ws();
-      const c = this.s.charCodeAt(this.i++);
-      if (c === 125) return out;
-      if (c !== 44) this.fail('expected , or }');
-    }
-  }
-
-  /** A row: an object whose member values are column values. */
-  row(): Record<string, unknown> {
-    this.i++;
-    const out: Record<string, unknown> = {};
-    this.ws();
-    if (this.s.charCodeAt(this.i) === 125) {
-      this.i++;
-      return out;
-    }
-    for (;;) {
-      this.ws();
-      const key = this.string();
-      this.ws();
-      if (this.s.charCodeAt(this.i) !== 58) this.fail('expected :');
-      this.i++;
-      this.ws();
-      out[key] = this.value(true);
+      if (columns) out[key] = this.value(true);
+      else out[key] = ROW_KEYS.has(key) && this.s.charCodeAt(this.i) === 123 ? this.object(true) : this.value(false);
       this.ws();
       const c = this.s.charCodeAt(this.i++);
       if (c === 125) return out;

@@ -41,3 +41,15 @@ export interface EventBridgeEvent<Detail = unknown> {
   resources: string[];
   detail: Detail;
 }
+
+/** Records by message group, each list in delivery order (FIFO order holds within a group). */
+export function byMessageGroup(records: SqsRecord[]): SqsRecord[][] {
+  const groups = new Map<string, SqsRecord[]>();
+  for (const r of records) {
+    const g = r.attributes.MessageGroupId ?? `(no group) ${r.messageId}`;
+    let list = groups.get(g);
+    if (!list) groups.set(g, (list = []));
+    list.push(r);
+  }
+  return [...groups.values()];
+}

@@ -19,7 +19,7 @@ import { labelsFor } from '#core/node-id.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { toGraphEvents } from '#core/row-to-node.ts';
 import { stringifyLossless } from '#core/values.ts';
-import type { SqsBatchResponse, SqsRecord } from './lambda-types.ts';
+import { byMessageGroup, type SqsBatchResponse, type SqsRecord } from './lambda-types.ts';
 import { packNodesMessages, sendNodesMessages, type NodeEventOut } from './nodes-queue-output.ts';
 
 /** The EventBridge output (eventbridge-output.ts): reports what it could not deliver. */
@@ -67,16 +67,9 @@ export class Transform {
   }
 
   async handle(records: SqsRecord[]): Promise<SqsBatchResponse> {
-    const groups = new Map<string, SqsRecord[]>();
-    for (const r of records) {
-      const g = r.attributes.MessageGroupId ?? `(no group) ${r.messageId}`;
-      let list = groups.get(g);
-      if (!list) groups.set(g, (list = []));
-      list.push(r);
-    }
     const failed: string[] = [];
     await Promise.all(
-      [...groups.values()].map(async (list) => {
+      byMessageGroup(records).map(async (list) => {
         for (let i = 0; i < list.length; i++) {
           const record = list[i] as SqsRecord;
           const ok = await this.handleRecord(record);
