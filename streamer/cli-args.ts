@@ -1,0 +1,116 @@
+/**
+ * Arguments the operator commands share (doctor, status, bootstrap, slot drop): where the
+ * database is and which slot/publication/tables pgrelay uses there. Any of these may come
+ * from a config document (--config file, or PGRELAY_CONFIG) and be overridden by flags.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '#core/errors.ts';
+import { parseTableName, type TableName } from '#core/identifiers.ts';
+import { ConnectionProvider, secretsManagerSource } from './connection.ts';
+
+export interface OperatorTarget {
+  connections: ConnectionProvider;
+  slotName: string;
+  publicationName: string;
+  /** Configured tables, when known (from --tables or the config). */
+  tables: TableName[];
+  json: boolean;
+  yes: boolean;
+  /** Positional arguments after the command. */
+  positionals: string[];
+}
+
+export const OPERATOR_USAGE = `options:
+  --database-url URL        postgres://user:pass@host:5432/db (or PGRELAY_DATABASE_URL)
+  --secret-arn ARN          Secrets Manager secret with username/password (+ --host, --port, --dbname, --region)
+  --ssl-mode MODE           disable | require | verify-ca | verify-full (with --ca-bundle FILE)
+  --config FILE             a pgrelay config document (as the streamer reads)
+  --slot NAME, --publication NAME, --tables a,b   override what the config says
+  --json                    machine-readable output
+  --yes                     do not ask for confirmation`;
+
+export function parseOperatorArgs(argv: string[], env: Record<string, string | undefined>): OperatorTarget {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'database-url': { type: 'string' },
+      'secret-arn': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      dbname: { type: 'string' },
+      region: { type: 'string' },
+      'ssl-mode': { type: 'string' },
+      'ca-bundle': { type: 'string' },
+      config: { type: 'string' },
+      slot: { type: 'string' },
+      publication: { type: 'string' },
+      tables: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      yes: { type: 'boolean', default: false },
+    },
+  });
+  const problems: string[] = [];
+  let doc: Record<string, unknown> = {};
+  const text = values.config !== undefined ? readText(values.config, problems) : env.PGRELAY_CONFIG;
+  if (text !== undefined) {
+    try {
+      doc = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`--config: not valid JSON (${(err as Error).message})`);
+    }
+  }
+  const db = { ...((doc.database as Record<string, unknown>) ?? {}) };
+  const url = values['database-url'] ?? env.PGRELAY_DATABASE_URL;
+  if (url !== undefined) {
+    db.url = url;
+    delete db.secretArn;
+  }
+  if (values['secret-arn'] !== undefined) {
+    db.secretArn = values['secret-arn'];
+    delete db.url;
+  }
+  if (values.host !== undefined) db.host = values.host;
+  if (values.port !== undefined) db.port = Number(values.port);
+  if (values.dbname !== undefined) db.name = values.dbname;
+  if (values['ssl-mode'] !== undefined) db.sslMode = values['ssl-mode'];
+  if (values['ca-bundle'] !== undefined) db.caBundle = values['ca-bundle'];
+  if (db.url === undefined && db.secretArn === undefined) problems.push('say where the database is: --database-url URL, or --secret-arn ARN with --host and --dbname');
+  if (db.secretArn !== undefined && (db.host === undefined || db.name === undefined)) problems.push('--secret-arn needs --host and --dbname');
+  const sourceId = typeof doc.sourceId === 'string' ? doc.sourceId : 'default';
+  const defaultName = `pgrelay_${sourceId.replaceAll('-', '_')}`;
+  const tables: TableName[] = [];
+  const tableList = values.tables !== undefined ? values.tables.split(',').map((t) => t.trim()).filter(Boolean) : Array.isArray(doc.tables) ? (doc.tables as string[]) : [];
+  for (const t of tableList) {
+    const parsed = parseTableName(String(t));
+    if (typeof parsed === 'string') problems.push(parsed);
+    else tables.push(parsed);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const region = values.region ?? (typeof doc.region === 'string' ? doc.region : undefined) ?? env.AWS_REGION ?? 'us-east-1';
+  const database = {
+    port: 5432,
+    connectTimeoutMs: 10_000,
+    ...db,
+  } as ConstructorParameters<typeof ConnectionProvider>[0];
+  return {
+    connections: new ConnectionProvider(database, database.secretArn ? secretsManagerSource(region) : undefined),
+    slotName: values.slot ?? (typeof doc.slotName === 'string' ? doc.slotName : defaultName),
+    publicationName: values.publication ?? (typeof doc.publicationName === 'string' ? doc.publicationName : defaultName),
+    tables,
+    json: values.json ?? false,
+    yes: values.yes ?? false,
+    positionals,
+  };
+}
+
+function readText(path: string, problems: string[]): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`--config: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+}
