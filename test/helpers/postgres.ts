@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +36,11 @@ export interface TestPostgres {
   dataDir?: string;
   /** Stops a server this module started and removes its files; does nothing to an external one. */
   stop(): Promise<void>;
+  /**
+   * Shuts an embedded server down and starts it again on the same data directory and port, so
+   * settings that need a restart (changed with ALTER SYSTEM) take effect. Undefined for other backends.
+   */
+  restart?(): Promise<void>;
 }
 
 export interface StartTestPostgresOptions {
@@ -45,6 +50,12 @@ export interface StartTestPostgresOptions {
    * one this module starts, never the external one.
    */
   flags?: string[];
+  /**
+   * Settings written to the data directory's postgresql.conf instead of the command line, so
+   * ALTER SYSTEM can change them for the next `restart()` (a command-line setting always wins).
+   * A default of the same name is left off the command line. Such a server is always embedded.
+   */
+  confSettings?: string[];
 }
 
 /**
@@ -66,7 +77,10 @@ const DEFAULT_SETTINGS = [
 const SUPERUSER = 'postgres';
 
 export async function startTestPostgres(opts: StartTestPostgresOptions = {}): Promise<TestPostgres> {
-  const settings = [...DEFAULT_SETTINGS, ...normalizeSettings(opts.flags ?? [])];
+  const confSettings = normalizeSettings(opts.confSettings ?? []);
+  const inConf = new Set(confSettings.map(settingName));
+  const settings = [...DEFAULT_SETTINGS.filter((s) => !inConf.has(settingName(s))), ...normalizeSettings(opts.flags ?? [])];
+  if (confSettings.length > 0) return startEmbedded(settings, confSettings);
   const forced = process.env.PGRELAY_TEST_POSTGRES;
   if (forced !== undefined && forced !== '' && forced !== 'docker' && forced !== 'embedded') {
     throw new Error(`PGRELAY_TEST_POSTGRES must be 'docker' or 'embedded', got '${forced}'`);
@@ -189,6 +203,16 @@ function normalizeSettings(flags: string[]): string[] {
     settings.push(setting);
   }
   return settings;
+}
+
+function settingName(setting: string): string {
+  return setting.slice(0, setting.indexOf('=')).toLowerCase();
+}
+
+/** `name=value` as a postgresql.conf line. */
+function confLine(setting: string): string {
+  const value = setting.slice(setting.indexOf('=') + 1);
+  return `${setting.slice(0, setting.indexOf('='))} = '${value.replaceAll("'", "''")}'\n`;
 }
 
 function toArgs(settings: string[]): string[] {
@@ -371,7 +395,7 @@ export async function importEmbeddedPostgres(): Promise<typeof import('embedded-
   return EmbeddedPostgres;
 }
 
-async function startEmbedded(settings: string[]): Promise<TestPostgres> {
+async function startEmbedded(settings: string[], confSettings: string[] = []): Promise<TestPostgres> {
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const password = randomBytes(12).toString('hex');
   const maxAttempts = 3;
@@ -404,6 +428,7 @@ async function startEmbedded(settings: string[]): Promise<TestPostgres> {
     });
     try {
       await server.initialise();
+      if (confSettings.length > 0) await appendFile(path.join(dataDir, 'postgresql.conf'), confSettings.map(confLine).join(''));
       log.clear(); // initdb's chatter would bury why the server itself failed
       await startWithin(server, 60_000);
     } catch (err) {
@@ -436,6 +461,19 @@ async function startEmbedded(settings: string[]): Promise<TestPostgres> {
       backend: 'embedded',
       dataDir,
       stop: () => (stopping ??= stopEmbedded(server, dataDir)),
+      restart: async () => {
+        if (stopping) throw new Error('restart() after stop()');
+        const child = postmasterOf(server);
+        if (child && isRunning(child)) await shutDown(child);
+        forgetPostmaster(server);
+        try {
+          await startWithin(server, 60_000);
+        } catch (err) {
+          throw new Error(`embedded PostgreSQL failed to restart. Server log:\n${log.toString()}`, { cause: err });
+        }
+        const restarted = postmasterOf(server);
+        if (restarted?.pid !== undefined) startReaper(process.pid, restarted.pid, dataDir);
+      },
     };
   }
 }
@@ -482,22 +520,24 @@ async function startWithin(server: EmbeddedPostgresInstance, timeoutMs: number):
 
 async function stopEmbedded(server: EmbeddedPostgresInstance, dataDir: string): Promise<void> {
   const child = postmasterOf(server);
-  if (child && isRunning(child)) {
-    const exited = once(child, 'exit');
-    // Fast shutdown first. It waits for logical walsenders whose client has not confirmed
-    // everything (up to wal_sender_timeout), so escalate: immediate shutdown, then kill.
-    const escalation: Array<[NodeJS.Signals, number]> = [
-      ['SIGINT', 5_000],
-      ['SIGQUIT', 5_000],
-      ['SIGKILL', 30_000],
-    ];
-    for (const [signal, graceMs] of escalation) {
-      child.kill(signal);
-      if (await settlesWithin(exited, graceMs)) break;
-    }
-  }
+  if (child && isRunning(child)) await shutDown(child);
   forgetPostmaster(server);
   await rm(dataDir, { recursive: true, force: true });
+}
+
+async function shutDown(child: ChildProcess): Promise<void> {
+  const exited = once(child, 'exit');
+  // Fast shutdown first. It waits for logical walsenders whose client has not confirmed
+  // everything (up to wal_sender_timeout), so escalate: immediate shutdown, then kill.
+  const escalation: Array<[NodeJS.Signals, number]> = [
+    ['SIGINT', 5_000],
+    ['SIGQUIT', 5_000],
+    ['SIGKILL', 30_000],
+  ];
+  for (const [signal, graceMs] of escalation) {
+    child.kill(signal);
+    if (await settlesWithin(exited, graceMs)) break;
+  }
 }
 
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {

@@ -10,7 +10,7 @@ import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { createTransform } from '#transform/handler.ts';
 import type { EventBridgeEvent } from '#transform/lambda-types.ts';
 import { startFakeEventBridge, type FakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
-import { invokeFromQueue } from '#test/helpers/lambda-sqs.ts';
+import { invokeFromQueue } from '#streamer/local/sqs-event-source.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { createFifoQueue, dlqUrlOf, drainQueue, sqsClient, testSqsEndpoint } from '#test/helpers/sqs.ts';
 import { startStreamer, streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';

@@ -1,5 +1,6 @@
 /**
- * What Lambda's SQS event source mapping does, on a real queue: receive a batch (FIFO: up to
+ * What Lambda's SQS event source mapping does, on a real queue (npm start runs the transform
+ * and the consumer through this; tests too): receive a batch (FIFO: up to
  * 10 messages), hand the handler an event in the exact SQS event shape, then delete the
  * records it did not report in `batchItemFailures`; the failed ones reappear after their
  * visibility timeout, with a higher receive count, and the queue's redrive policy moves them
@@ -58,4 +59,43 @@ export async function invokeFromQueue(
     await client.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })) }));
   }
   return { received: Messages.length, failed: [...failed] };
+}
+
+/** Poll a queue into a handler until stopped, like an event source mapping. */
+export class SqsEventSource {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  invocations = 0;
+  records = 0;
+  failures = 0;
+
+  constructor(
+    private readonly client: SQSClient,
+    private readonly queueUrl: string,
+    private readonly handler: (event: SqsEvent) => Promise<SqsBatchResponse>,
+    private readonly opts: { visibilityTimeoutSeconds?: number; onError?: (err: unknown) => void } = {},
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = (async () => {
+      while (this.running) {
+        try {
+          const r = await invokeFromQueue(this.client, this.queueUrl, this.handler, { visibilityTimeoutSeconds: this.opts.visibilityTimeoutSeconds ?? 5, waitTimeSeconds: 1 });
+          if (r.received > 0) this.invocations++;
+          this.records += r.received;
+          this.failures += r.failed.length;
+        } catch (err) {
+          if (this.running) this.opts.onError?.(err);
+        }
+      }
+    })();
+  }
+
+  /** Stops after the receive in progress (at most its long-poll wait). */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
 }

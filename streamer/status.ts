@@ -1,0 +1,301 @@
+/**
+ * What an operator (and the monitor Lambda) needs to know about pgrelay's footprint in one
+ * database: the slot and how far behind it is, the publication and which configured tables
+ * it lacks, and each table's bootstrap progress. Read-only: a few catalog queries over a
+ * connected client, no decisions, no output formatting.
+ */
+import type { Client, QueryResultRow } from 'pg';
+import { tableKey, type TableName } from '#core/identifiers.ts';
+
+export interface StatusTarget {
+  slotName: string;
+  publicationName: string;
+  /** Configured tables; the publication's own tables are reported as well. */
+  tables: TableName[];
+}
+
+/** A slot row as PostgreSQL reports it, with the distances pgrelay watches. */
+export interface SlotDetails {
+  name: string;
+  /**
+   * `ok`: a logical slot of this database that can stream.
+   * `lost`: invalidated (wal_status `lost`, or an invalidation reason): the WAL it needed is gone.
+   * `foreign`: the name is taken by a slot pgrelay cannot use here (another database, physical,
+   * or another output plugin).
+   */
+  state: 'ok' | 'lost' | 'foreign';
+  slotType: string;
+  plugin: string | null;
+  database: string | null;
+  active: boolean;
+  activePid: number | null;
+  /** Last position the streamer acknowledged (confirmed_flush_lsn). */
+  confirmedFlushLsn: string | null;
+  /** Oldest WAL the slot still needs (restart_lsn). */
+  restartLsn: string | null;
+  /** WAL written since the acknowledged position: currentWalLsn - confirmedFlushLsn. */
+  lagBytes: number | null;
+  /** WAL kept on disk for this slot: currentWalLsn - restartLsn. */
+  retainedWalBytes: number | null;
+  /** reserved | extended | unreserved | lost (PostgreSQL 13+); null on older servers. */
+  walStatus: string | null;
+  /** Bytes that can still be written before the slot is at risk; null when unlimited or unknown. */
+  safeWalSizeBytes: number | null;
+  /** Why the slot was invalidated (PostgreSQL 17+), e.g. `wal_removed`. */
+  invalidationReason: string | null;
+}
+
+export type SlotStatus = { name: string; state: 'missing' } | SlotDetails;
+
+export interface PublicationStatus {
+  name: string;
+  exists: boolean;
+  /** FOR ALL TABLES. */
+  allTables: boolean;
+  /** `schema.table` of every table the publication publishes, sorted. */
+  tables: string[];
+  /** Configured tables the publication does not publish. */
+  missingTables: string[];
+}
+
+/**
+ * Where the initial load of a table stands. Bootstrap arrives in a later release; until then
+ * every table reports `untracked`, and that release adds its states to this union.
+ */
+export type BootstrapProgress = { state: 'untracked'; detail: string };
+
+export const BOOTSTRAP_UNTRACKED: BootstrapProgress = {
+  state: 'untracked',
+  detail: 'not tracked yet (bootstrap arrives in a later release)',
+};
+
+export interface TableStatus {
+  /** `schema.table`, unquoted. */
+  table: string;
+  configured: boolean;
+  /** False for a configured table that is not in the database. */
+  exists: boolean;
+  inPublication: boolean;
+  bootstrap: BootstrapProgress;
+}
+
+export interface SourceStatus {
+  database: string;
+  serverVersion: string;
+  serverVersionNum: number;
+  inRecovery: boolean;
+  /** The WAL position lag and retained WAL are measured against (the replay position on a standby). */
+  currentWalLsn: string | null;
+  slot: SlotStatus;
+  publication: PublicationStatus;
+  tables: TableStatus[];
+}
+
+export interface StatusProblem {
+  /** `blocked`: pgrelay cannot stream as things are; `warning`: it can, but look. */
+  severity: 'blocked' | 'warning';
+  message: string;
+}
+
+export async function readStatus(client: Client, target: StatusTarget): Promise<SourceStatus> {
+  const server = await one<{ version: string; version_num: number; in_recovery: boolean; db: string }>(
+    client,
+    `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS version_num,
+            pg_is_in_recovery() AS in_recovery, current_database() AS db`,
+  );
+  const slot = await readSlotStatus(client, target.slotName, server.version_num, server.db, server.in_recovery);
+  const publication = await readPublication(client, target);
+  const tables = await readTables(client, target, publication);
+  return {
+    database: server.db,
+    serverVersion: server.version,
+    serverVersionNum: server.version_num,
+    inRecovery: server.in_recovery,
+    currentWalLsn: slot.currentWalLsn,
+    slot: slot.slot,
+    publication,
+    tables,
+  };
+}
+
+/**
+ * The slot row and the current WAL position in one statement, so lag and retained WAL are
+ * differences taken at one instant rather than across two queries with writes between them.
+ */
+async function readSlotStatus(
+  client: Client,
+  slotName: string,
+  versionNum: number,
+  currentDb: string,
+  inRecovery: boolean,
+): Promise<{ currentWalLsn: string | null; slot: SlotStatus }> {
+  const v13 = versionNum >= 130000;
+  const v17 = versionNum >= 170000;
+  // pg_current_wal_lsn() raises on a standby (which may host logical slots since 16).
+  const current = inRecovery ? 'pg_last_wal_replay_lsn()' : 'pg_current_wal_lsn()';
+  const row = await one<{
+    current_lsn: string | null;
+    slot_name: string | null;
+    slot_type: string | null;
+    plugin: string | null;
+    database: string | null;
+    active: boolean | null;
+    active_pid: number | null;
+    confirmed_flush_lsn: string | null;
+    restart_lsn: string | null;
+    lag_bytes: string | null;
+    retained_bytes: string | null;
+    wal_status: string | null;
+    safe_wal_size: string | null;
+    invalidation_reason: string | null;
+  }>(
+    client,
+    `SELECT w.lsn::text AS current_lsn, s.slot_name::text, s.slot_type, s.plugin::text, s.database::text,
+            s.active, s.active_pid, s.confirmed_flush_lsn::text, s.restart_lsn::text,
+            pg_wal_lsn_diff(w.lsn, s.confirmed_flush_lsn)::text AS lag_bytes,
+            pg_wal_lsn_diff(w.lsn, s.restart_lsn)::text AS retained_bytes,
+            ${v13 ? 's.wal_status' : 'NULL::text'} AS wal_status,
+            ${v13 ? 's.safe_wal_size::text' : 'NULL::text'} AS safe_wal_size,
+            ${v17 ? 's.invalidation_reason' : 'NULL::text'} AS invalidation_reason
+     FROM (SELECT ${current} AS lsn) AS w
+     LEFT JOIN pg_replication_slots AS s ON s.slot_name = $1`,
+    [slotName],
+  );
+  if (row.slot_name === null) return { currentWalLsn: row.current_lsn, slot: { name: slotName, state: 'missing' } };
+  const lost = row.wal_status === 'lost' || row.invalidation_reason !== null;
+  const foreign = row.slot_type !== 'logical' || row.plugin !== 'pgoutput' || row.database !== currentDb;
+  return {
+    currentWalLsn: row.current_lsn,
+    slot: {
+      name: slotName,
+      state: foreign ? 'foreign' : lost ? 'lost' : 'ok',
+      slotType: row.slot_type ?? 'unknown',
+      plugin: row.plugin,
+      database: row.database,
+      active: row.active ?? false,
+      activePid: row.active_pid,
+      confirmedFlushLsn: row.confirmed_flush_lsn,
+      restartLsn: row.restart_lsn,
+      lagBytes: toNumber(row.lag_bytes),
+      retainedWalBytes: toNumber(row.retained_bytes),
+      walStatus: row.wal_status,
+      safeWalSizeBytes: toNumber(row.safe_wal_size),
+      invalidationReason: row.invalidation_reason,
+    },
+  };
+}
+
+async function readPublication(client: Client, target: StatusTarget): Promise<PublicationStatus> {
+  const pub = await client.query<{ puballtables: boolean }>('SELECT puballtables FROM pg_publication WHERE pubname = $1', [target.publicationName]);
+  const members = await client.query<{ schemaname: string; tablename: string }>(
+    'SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2',
+    [target.publicationName],
+  );
+  const tables = members.rows.map((r) => `${r.schemaname}.${r.tablename}`);
+  const published = new Set(tables);
+  return {
+    name: target.publicationName,
+    exists: pub.rows.length > 0,
+    allTables: pub.rows[0]?.puballtables ?? false,
+    tables,
+    missingTables: target.tables.map(tableKey).filter((t) => !published.has(t)),
+  };
+}
+
+async function readTables(client: Client, target: StatusTarget, publication: PublicationStatus): Promise<TableStatus[]> {
+  const configured = [...new Set(target.tables.map(tableKey))];
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name
+     FROM unnest($1::text[], $2::text[]) AS t(schema, tab)
+     JOIN pg_namespace n ON n.nspname = t.schema
+     JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tab AND c.relkind IN ('r', 'p')`,
+    [target.tables.map((t) => t.schema), target.tables.map((t) => t.table)],
+  );
+  const existing = new Set(rows.map((r) => r.name));
+  const published = new Set(publication.tables);
+  const names = [...configured, ...publication.tables.filter((t) => !configured.includes(t))];
+  const progress = await readBootstrapProgress(client, names);
+  return names.map((table) => ({
+    table,
+    configured: configured.includes(table),
+    exists: published.has(table) || existing.has(table),
+    inPublication: published.has(table),
+    bootstrap: progress.get(table) ?? BOOTSTRAP_UNTRACKED,
+  }));
+}
+
+/**
+ * Bootstrap progress per `schema.table`. The state table it will read arrives with the
+ * bootstrap itself; until then nothing is tracked.
+ */
+export async function readBootstrapProgress(_client: Client, tables: string[]): Promise<Map<string, BootstrapProgress>> {
+  return new Map(tables.map((t) => [t, BOOTSTRAP_UNTRACKED]));
+}
+
+/** What is wrong or worth a look, each as one sentence with the fix. */
+export function statusProblems(status: SourceStatus): StatusProblem[] {
+  const problems: StatusProblem[] = [];
+  const { slot, publication } = status;
+  if (slot.state === 'missing') {
+    problems.push({
+      severity: 'blocked',
+      message: `replication slot ${slot.name} does not exist in ${status.database}: start the streamer to create it (changes committed before then are not streamed), or pass the right --slot`,
+    });
+  } else if (slot.state === 'foreign') {
+    const what = slot.database !== status.database ? `belongs to database ${slot.database ?? '(none: a physical slot)'}` : `is ${slot.slotType}/${slot.plugin ?? 'no plugin'}, not logical/pgoutput`;
+    problems.push({ severity: 'blocked', message: `replication slot ${slot.name} ${what}, so pgrelay cannot use it here: pick another slot name (--slot, or slotName in the config)` });
+  } else if (slot.state === 'lost') {
+    problems.push({
+      severity: 'blocked',
+      message: `replication slot ${slot.name} was invalidated (${slot.invalidationReason ?? `wal_status ${slot.walStatus ?? 'lost'}`}): the WAL it needed is gone and changes were lost; drop it (pgrelay slot drop) and bootstrap the tables again`,
+    });
+  } else {
+    if (slot.walStatus === 'unreserved') {
+      problems.push({
+        severity: 'warning',
+        message: `replication slot ${slot.name} is about to lose WAL it needs (wal_status unreserved${slot.safeWalSizeBytes !== null ? `, ${formatBytes(slot.safeWalSizeBytes)} left` : ''}): get the streamer running and caught up, or raise max_slot_wal_keep_size`,
+      });
+    }
+    if (!slot.active) {
+      problems.push({
+        severity: 'warning',
+        message: `no streamer is connected to replication slot ${slot.name}: PostgreSQL keeps WAL for it meanwhile${slot.retainedWalBytes !== null ? ` (${formatBytes(slot.retainedWalBytes)} so far)` : ''}; start the streamer or drop the slot`,
+      });
+    }
+  }
+  if (!publication.exists) {
+    problems.push({ severity: 'warning', message: `publication ${publication.name} does not exist: the streamer creates it at start (managePublication), or create it with CREATE PUBLICATION` });
+  } else if (publication.missingTables.length > 0) {
+    problems.push({
+      severity: 'warning',
+      message: `publication ${publication.name} lacks ${publication.missingTables.join(', ')}: the streamer adds them at start (managePublication), or add them with ALTER PUBLICATION ... ADD TABLE`,
+    });
+  }
+  for (const t of status.tables) {
+    if (t.configured && !t.exists) problems.push({ severity: 'warning', message: `configured table ${t.table} does not exist (names are case-sensitive; quote mixed-case names: "Schema"."Table")` });
+  }
+  return problems;
+}
+
+/** 1536 → "1.5 KiB"; binary units, as PostgreSQL's pg_size_pretty uses. */
+export function formatBytes(bytes: number): string {
+  const sign = bytes < 0 ? '-' : '';
+  let value = Math.abs(bytes);
+  if (value < 1024) return `${sign}${value} bytes`;
+  for (const unit of ['KiB', 'MiB', 'GiB', 'TiB']) {
+    value /= 1024;
+    if (value < 1024 || unit === 'TiB') return `${sign}${value < 100 ? value.toFixed(1) : Math.round(value)} ${unit}`;
+  }
+  return `${sign}${value} TiB`;
+}
+
+function toNumber(text: string | null): number | null {
+  return text === null ? null : Number(text);
+}
+
+async function one<T extends QueryResultRow>(client: Client, sql: string, params: unknown[] = []): Promise<T> {
+  const { rows } = await client.query<T>(sql, params);
+  const row = rows[0];
+  if (row === undefined) throw new Error(`no row from: ${sql.split('\n')[0]}`);
+  return row;
+}

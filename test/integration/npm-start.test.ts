@@ -1,0 +1,83 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '#test/helpers/wait.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** PIDs in a process group (what Ctrl-C in a terminal signals). */
+function groupMembers(pgid: number): number[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,pgid='], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter(([pid, g]) => g === pgid && pid !== undefined)
+    .map(([pid]) => pid as number);
+}
+
+function postgresProcessesOf(pids: number[]): string[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => pids.includes(Number(l.trim().split(/\s+/)[0])) && l.includes('postgres'));
+}
+
+describe('npm start', () => {
+  it('runs the demo pipeline, prints node events, and stops cleanly on Ctrl-C with nothing left running', async () => {
+    // A new process group, as a terminal gives a foreground job; Ctrl-C signals the whole group.
+    const child = spawn('npm', ['start'], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const pgid = child.pid as number;
+    try {
+      await waitFor(() => (out.match(/^node\.(inserted|updated|deleted)/gm) ?? []).length >= 8, { timeoutMs: 90_000, message: `node events from the demo; output so far:\n${out}` });
+      expect(out).toMatch(/^node\.inserted\s+customers customers:1 /m);
+      expect(out).toMatch(/^node\.inserted\s+order_items order_items:1:1 /m);
+      expect(out).toMatch(/^node\.updated\s+orders orders:1\s+total: "0\.00" → "\d+\.\d\d"/m);
+      const runningPostgres = postgresProcessesOf(groupMembers(pgid));
+      expect(runningPostgres.length).toBeGreaterThan(0); // the embedded server is part of the job
+
+      process.kill(-pgid, 'SIGINT');
+      // npm itself ends on the SIGINT (as it does in a terminal); pgrelay finishes its shutdown
+      // and says so on the same output.
+      const npmExit = await exited;
+      expect(npmExit.code === 0 || npmExit.signal === 'SIGINT').toBe(true);
+      await waitFor(() => /stopped cleanly after \d+ s: \d+ node events/.test(out), { timeoutMs: 30_000, message: `a clean stop; output:\n${out.slice(-2000)}` });
+      expect(out).not.toMatch(/\n\s+at .+:\d+:\d+/); // no stack trace
+      await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
+    } finally {
+      if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
+    }
+  }, 150_000);
+
+  it('in a terminal: coloured event lines and a live status line with events/s, slot lag and the acknowledged LSN', async () => {
+    // `script` runs the command in a pseudo-terminal, as a user's shell would.
+    const child = spawn('script', ['-qfec', 'npm start', '/dev/null'], { cwd: root, detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '', TERM: 'xterm' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const pgid = child.pid as number;
+    try {
+      await waitFor(() => /\d+ events, [\d.]+\/s \| slot lag [\d.]+ (B|KiB|MiB) \| acknowledged [0-9A-F]+\/[0-9A-F]+/.test(out) && out.includes('\x1b[32mnode.inserted'), {
+        timeoutMs: 90_000,
+        message: 'status line and coloured events in the terminal',
+      });
+      child.stdin.write('\x03'); // Ctrl-C typed into the terminal: its line discipline signals the job
+      await waitFor(() => out.includes('stopped cleanly'), { timeoutMs: 30_000, message: 'a clean stop in the terminal' });
+      await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
+    } finally {
+      if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
+    }
+  }, 150_000);
+
+  it('says in one sentence what is wrong when the database cannot be reached', async () => {
+    const child = spawn('npm', ['start', '--', '--database-url', 'postgres://nobody:secret@127.0.0.1:1/nowhere', '--tables', 'public.orders'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code).not.toBe(0);
+    expect(out).toContain('pgrelay: nothing accepts connections at 127.0.0.1:1/nowhere: start PostgreSQL or fix the host and port');
+    expect(out).not.toContain('secret');
+    expect(out).not.toMatch(/\n\s+at .+:\d+:\d+/);
+  }, 60_000);
+});
