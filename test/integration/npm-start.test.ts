@@ -15,6 +15,26 @@ function groupMembers(pgid: number): number[] {
     .map(([pid]) => pid as number);
 }
 
+/** PIDs of a session (a terminal's jobs share it). */
+function sessionMembers(sid: number): number[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,sid='], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter(([pid, s]) => s === sid && pid !== undefined)
+    .map(([pid]) => pid as number);
+}
+
+/** The session `script` made for the command it runs in the pseudo-terminal. */
+function ptySession(scriptPid: number): number | undefined {
+  const out = execFileSync('ps', ['-eo', 'pid=,ppid=,sid='], { encoding: 'utf8' });
+  const row = out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .find(([, ppid]) => ppid === scriptPid);
+  return row?.[2];
+}
+
 function postgresProcessesOf(pids: number[]): string[] {
   const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
   return out.split('\n').filter((l) => pids.includes(Number(l.trim().split(/\s+/)[0])) && l.includes('postgres'));
@@ -61,9 +81,12 @@ describe('npm start', () => {
         timeoutMs: 90_000,
         message: 'status line and coloured events in the terminal',
       });
+      const sid = ptySession(pgid);
+      expect(sid).toBeDefined();
+      expect(postgresProcessesOf(sessionMembers(sid as number)).length).toBeGreaterThan(0);
       child.stdin.write('\x03'); // Ctrl-C typed into the terminal: its line discipline signals the job
       await waitFor(() => out.includes('stopped cleanly'), { timeoutMs: 30_000, message: 'a clean stop in the terminal' });
-      await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
+      await waitFor(() => sessionMembers(sid as number).length === 0 && groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the terminal job exited' });
     } finally {
       if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
     }
