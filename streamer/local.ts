@@ -217,6 +217,39 @@ export async function runLocal(argv: string[]): Promise<number> {
       sqsEndpoint: emulator.endpoint,
       s3Endpoint: emulator.endpoint,
     });
+    if (opts.databaseUrl) {
+      // A try-it run must not leave a slot behind on the user's database: it would retain WAL
+      // forever. What this run creates, it removes on a clean stop.
+      const admin = new pg.Client(await new ConnectionProvider(streamerConfig.database).clientConfig());
+      admin.on('error', () => {});
+      await admin.connect();
+      const before = await admin.query<{ slot: boolean; publication: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot, EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2) AS publication`,
+        [streamerConfig.slotName, streamerConfig.publicationName],
+      );
+      await admin.end();
+      const existed = before.rows[0] ?? { slot: true, publication: true };
+      stops.push([
+        'temporary slot and publication',
+        async () => {
+          const c = new pg.Client(await new ConnectionProvider(streamerConfig.database).clientConfig());
+          c.on('error', () => {});
+          await c.connect();
+          try {
+            if (!existed.slot) {
+              await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [streamerConfig.slotName]);
+              say(`dropped replication slot ${streamerConfig.slotName} (created by this run)`);
+            }
+            if (!existed.publication) {
+              await c.query(`DROP PUBLICATION IF EXISTS "${streamerConfig.publicationName.replaceAll('"', '""')}"`);
+              say(`dropped publication ${streamerConfig.publicationName} (created by this run)`);
+            }
+          } finally {
+            await c.end();
+          }
+        },
+      ]);
+    }
     const problems: string[] = [];
     const log = createLogger({
       level: 'warn',
@@ -264,6 +297,9 @@ export async function runLocal(argv: string[]): Promise<number> {
     consumerSource.start();
     stops.push(['transform and consumer', async () => Promise.all([transformSource.stop(), consumerSource.stop()])]);
 
+    // Changes are captured from the moment the slot exists: say "watching" only then.
+    await Promise.race([streamer.ready, streaming.catch(() => {})]);
+    if (streamerFailure !== undefined) throw streamerFailure;
     say(`streaming ${tables.join(', ')} → ${changes.QueueUrl} → transform → ${nodes.QueueUrl}`);
     say(opts.databaseUrl ? 'watching your tables: change rows to see node events (Ctrl-C to stop)' : 'demo shop: an order about every second (Ctrl-C to stop)');
 

@@ -104,7 +104,12 @@ export function formatStatus(where: string, s: SourceStatus, problems: StatusPro
     out += line('acknowledged', slot.confirmedFlushLsn ?? 'none');
     if (slot.lagBytes !== null) out += line('lag', `${formatBytes(slot.lagBytes)} (WAL written since the acknowledged position; now at ${s.currentWalLsn ?? '?'})`);
     if (slot.retainedWalBytes !== null) {
-      const safe = slot.safeWalSizeBytes !== null ? `${formatBytes(slot.safeWalSizeBytes)} more before it is at risk` : slot.walStatus !== null ? 'no limit set (max_slot_wal_keep_size)' : 'unknown';
+      const safe =
+        slot.safeWalSizeBytes !== null
+          ? `${formatBytes(slot.safeWalSizeBytes)} more before the slot is at risk`
+          : slot.walStatus !== null
+            ? 'no cap: max_slot_wal_keep_size is -1'
+            : 'no cap known before PostgreSQL 13';
       out += line('retained WAL', `${formatBytes(slot.retainedWalBytes)} (${safe})`);
     }
   }
@@ -115,8 +120,8 @@ export function formatStatus(where: string, s: SourceStatus, problems: StatusPro
   );
   const width = Math.max(0, ...s.tables.map((t) => t.table.length));
   for (const t of s.tables) {
-    const where = !t.exists ? 'does not exist ' : t.inPublication ? 'published      ' : 'NOT published  ';
-    out += line('table', `${t.table.padEnd(width)}  ${where}bootstrap ${t.bootstrap.detail}`);
+    const membership = !t.exists ? 'does not exist ' : t.inPublication ? 'published      ' : 'NOT published  ';
+    out += line('table', `${t.table.padEnd(width)}  ${membership}bootstrap ${t.bootstrap.detail}`);
   }
   if (problems.length > 0) {
     out += 'problems\n';
@@ -149,7 +154,7 @@ export async function bootstrapCommand(argv: string[], io: OperatorIo = processI
       return session.fail(1, `${key} is not a table (relkind '${relkind}'): only tables and partitioned tables can be bootstrapped`);
     }
     // The request has nowhere to go until the streamer can bootstrap: say so, record nothing.
-    return session.fail(2, `table ${key} exists, but bootstrap is not available in this pgrelay release (it arrives in a later one); nothing was requested`);
+    return session.fail(2, `table ${key} exists, but bootstrap is not available in this pgrelay release (it arrives in a later one); nothing was requested`, 'NOT_AVAILABLE');
   });
 }
 
@@ -279,7 +284,7 @@ async function runCommand(name: string, usage: string, argv: string[], io: Opera
   try {
     return await body(session);
   } catch (err) {
-    const { code, message } = explainFailure(err, session.where);
+    const { code, message } = explainFailure(err, session.where, name);
     return session.fail(2, message, code);
   }
 }
@@ -370,12 +375,16 @@ export function explainConnectFailure(err: unknown, where: string, user: string)
 }
 
 /** Any failure of a command as { code, sentence }: never a stack trace. */
-export function explainFailure(err: unknown, where: string | undefined): { code: string; message: string } {
-  if (err instanceof ConfigError) return { code: err.code, message: `${err.problems.join('; ')}; run with --help for the options` };
+export function explainFailure(err: unknown, where: string | undefined, command: string): { code: string; message: string } {
+  const help = `run pgrelay ${command} --help for the options`;
+  if (err instanceof ConfigError) return { code: err.code, message: `${err.problems.join('; ')}; ${help}` };
   if (err instanceof PgRelayError) return { code: err.code, message: err.message };
   const e = err as { code?: string; message?: string };
   const message = firstLine(e?.message ?? String(err));
-  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS_')) return { code: 'USAGE', message: `${message}; run with --help for the options` };
+  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS_')) {
+    // node:util's text goes on about positionals after '--'; its first sentence is the point.
+    return { code: 'USAGE', message: `${message.split(/\. /)[0]}; ${help}` };
+  }
   if (e?.code === 'ERR_INVALID_URL') return { code: 'USAGE', message: '--database-url is not a valid URL: write postgres://user:password@host:5432/database' };
   const at = where ?? 'the database';
   if (e?.code === '42501') return { code: 'PRIVILEGE', message: `PostgreSQL at ${at} refused: ${message}; grant the privilege named, or run this as the slot's owner or a superuser (on RDS: rds_replication)` };

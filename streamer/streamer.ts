@@ -79,8 +79,13 @@ export class Streamer {
   private metricsTimer: NodeJS.Timeout | undefined;
   private lastMetrics = { ...this.totals };
 
+  /** Resolves once the publication and slot exist: changes committed from then on are streamed. */
+  readonly ready: Promise<void>;
+  private markReady!: () => void;
+
   constructor(private readonly deps: StreamerDeps) {
     this.log = deps.log;
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
   }
 
   /** Runs until `stop()` (resolves) or a fatal error (rejects). */
@@ -105,6 +110,7 @@ export class Streamer {
         tables: [...this.prepared.tables.values()].map((t) => ({ table: `${t.schema}.${t.table}`, key: t.keyColumns })),
       });
       this.safeLsn = this.prepared.slot.confirmedFlushLsn;
+      this.markReady();
       let failures = 0;
       while (!this.stopping) {
         const session = new Session(this.deps, this.prepared, this.types, this.safeLsn, (lsn) => this.loadMissingTypes(lsn));

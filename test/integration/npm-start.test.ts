@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { waitFor } from '#test/helpers/wait.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -91,6 +92,51 @@ describe('npm start', () => {
       if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
     }
   }, 150_000);
+
+  it('with --database-url streams the user\'s own tables and writes nothing to them', async () => {
+    const db = await testDatabase('npmstart');
+    await withClient(db.url, (c) => c.query('CREATE TABLE notes (id int PRIMARY KEY, body text)'));
+    const child = spawn('npm', ['start', '--', '--database-url', db.url, '--tables', 'public.notes'], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const pgid = child.pid as number;
+    try {
+      await waitFor(() => out.includes('watching your tables'), { timeoutMs: 60_000, message: `startup; output:\n${out}` });
+      await withClient(db.url, (c) => c.query(`INSERT INTO notes VALUES (1, 'hello')`));
+      await waitFor(() => /^node\.inserted\s+notes notes:1\s+id: 1, body: "hello"/m.test(out), { timeoutMs: 30_000, message: `the user's change as a node event; output:\n${out}` });
+      const tables = await withClient(db.url, (c) => c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`));
+      expect(tables.rows.map((r) => r.t)).toEqual(['notes']); // no demo schema, no demo writes
+      process.kill(-pgid, 'SIGINT');
+      await waitFor(() => out.includes('stopped cleanly'), { timeoutMs: 30_000 });
+      await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000 });
+      // The run created the slot and publication, so it removed them: no WAL retained for it.
+      const left = await withClient(db.url, (c) =>
+        c.query<{ n: number }>(`SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())::int + (SELECT count(*) FROM pg_publication)::int AS n`),
+      );
+      expect(left.rows[0]!.n).toBe(0);
+      expect(out).toContain('dropped replication slot pgrelay_local (created by this run)');
+    } finally {
+      if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
+      await db.drop();
+    }
+  }, 120_000);
+
+  it('names a missing table and the fix in one sentence', async () => {
+    const db = await testDatabase('npmstartmissing');
+    try {
+      const child = spawn('npm', ['start', '--', '--database-url', db.url, '--tables', 'public.nope'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      expect(code).not.toBe(0);
+      expect(out).toContain('pgrelay: table public.nope does not exist');
+      expect(out).not.toMatch(/\n\s+at .+:\d+:\d+/);
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
 
   it('says in one sentence what is wrong when the database cannot be reached', async () => {
     const child = spawn('npm', ['start', '--', '--database-url', 'postgres://nobody:secret@127.0.0.1:1/nowhere', '--tables', 'public.orders'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
