@@ -132,6 +132,18 @@ export class Streamer {
           this.absorb(session);
           break;
         }
+        if ((lost as { code?: unknown })?.code === '42704') {
+          // The slot was dropped under us. Recreating it would silently skip every change since
+          // the last confirmed position, so stop and say what it means.
+          await session.drain(config.shutdownTimeoutMs);
+          await session.close();
+          this.absorb(session);
+          throw new SourceError(
+            'SLOT_LOST',
+            `replication slot ${config.slotName} was dropped while the streamer was running: changes committed after ${formatLsn(this.safeLsn)} were not streamed and cannot be; recreate the slot (restart the streamer) and bootstrap the tables again`,
+            { cause: lost },
+          );
+        }
         failures = session.checkpoint.safeLsn > this.safeLsn ? 1 : failures + 1;
         const delay = this.backoffDelay(failures);
         if (isSlotInUse(lost)) {

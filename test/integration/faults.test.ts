@@ -171,6 +171,26 @@ describe('faults', () => {
     expect(changes.map((c) => c.key?.id)).toContain(2);
   });
 
+  it('stops with SLOT_LOST, rather than retrying or recreating it, when the slot is dropped under it', async () => {
+    const { db, queue } = await setupDbAndQueue('slotdropped', 'CREATE TABLE t (id int PRIMARY KEY)');
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 1 });
+    await r.ready;
+    const slot = slotNameFor(db.url);
+    await withClient(db.url, async (c) => {
+      // End the walsender, then drop the slot before the streamer reconnects.
+      for (let i = 0; i < 50; i++) {
+        await c.query(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot]);
+        const dropped = await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [slot]);
+        if (dropped.rowCount === 1) return;
+      }
+      throw new Error('could not drop the slot between reconnects');
+    });
+    await expect(r.done).rejects.toMatchObject({ code: 'SLOT_LOST' });
+    await expect(r.done).rejects.toThrow(/was dropped while the streamer was running/);
+    const slots = await withClient(db.url, (c) => c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]));
+    expect(slots.rowCount).toBe(0); // not silently recreated
+  });
+
   it("advances an idle slot's confirmed_flush_lsn while an unpublished table takes writes", async () => {
     const { db, queue } = await setupDbAndQueue('idle', 'CREATE TABLE published (id int PRIMARY KEY); CREATE TABLE busy (id serial PRIMARY KEY, payload text)');
     const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['published'], partitions: 1 });
