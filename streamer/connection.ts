@@ -166,11 +166,13 @@ export function sslOptions(mode: SslMode, caBundle: string | undefined): ClientC
  */
 export function explainConnectionError(err: unknown, target: string): string {
   let where = target;
-  try {
-    const u = new URL(target);
-    where = `${u.hostname}:${u.port || 5432}/${decodeURIComponent(u.pathname.slice(1)) || 'postgres'}`;
-  } catch {
-    // not a URL: already host:port/db
+  if (/^postgres(ql)?:\/\//.test(target)) {
+    try {
+      const u = new URL(target);
+      where = `${u.hostname}:${u.port || 5432}/${decodeURIComponent(u.pathname.slice(1)) || 'postgres'}`;
+    } catch {
+      where = '(an unparseable database URL)';
+    }
   }
   const e = err as { code?: string; message?: string };
   switch (e?.code) {

@@ -68,7 +68,7 @@ export function detectPlatform(f: PlatformFacts): Platform {
   const setting = (prefix: string) => f.settings.some((s) => s.startsWith(prefix));
   const role = (name: string) => f.roles.includes(name);
   const rds = role('rds_superuser') || role('rds_replication') || setting('rds.');
-  if (f.auroraFunction || setting('aurora.') || setting('apg_') || (rds && setting('aurora'))) return 'aurora';
+  if (f.auroraFunction || setting('aurora') || setting('apg_')) return 'aurora';
   if (rds) return 'rds';
   if (role('cloudsqlsuperuser') || setting('cloudsql.')) return 'cloudsql';
   if (role('azure_pg_admin') || role('azuresu') || setting('azure.')) return 'azure';
@@ -488,8 +488,8 @@ export interface PublicationFacts {
   /** null before PostgreSQL 13. */
   viaRoot: boolean | null;
   publish: { insert: boolean; update: boolean; delete: boolean; truncate: boolean };
-  /** `schema.table` of every table it publishes (pg_publication_tables). */
-  members: string[];
+  /** Every table it publishes (pg_publication_tables). */
+  members: TableName[];
   /** Tables it publishes with a row filter or a column list (PostgreSQL 15+). */
   filtered: string[];
 }
@@ -541,7 +541,7 @@ export function publicationFindings(
     });
   }
   if (!p.allTables) {
-    const present = new Set(p.members);
+    const present = new Set(p.members.map(tableKey));
     const missing = publishable.filter((t) => !present.has(tableKey(t.name)));
     if (missing.length > 0) {
       const sql = `ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLE ${missing.map((t) => qualifiedName(t.name)).join(', ')};`;

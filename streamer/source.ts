@@ -28,7 +28,7 @@ export interface PreparedSource {
 }
 
 const TABLE_SQL = `
-SELECT c.oid::int AS oid, c.relkind::text AS relkind, c.relreplident::text AS replident,
+SELECT c.oid::bigint AS oid, c.relkind::text AS relkind, c.relreplident::text AS replident,
   ARRAY(SELECT a.attname::text FROM pg_attribute a
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
   ARRAY(SELECT a.attname::text FROM pg_index i
@@ -141,8 +141,8 @@ export async function ensurePublication(
 ): Promise<void> {
   const name = config.publicationName;
   const viaRoot = serverVersion >= 130000;
-  const { rows } = await client.query<{ puballtables: boolean; pubviaroot?: boolean }>(
-    `SELECT puballtables${viaRoot ? ', pubviaroot' : ''} FROM pg_publication WHERE pubname = $1`,
+  const { rows } = await client.query<{ puballtables: boolean; pubviaroot?: boolean; pubinsert: boolean; pubupdate: boolean; pubdelete: boolean; pubtruncate: boolean }>(
+    `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate${viaRoot ? ', pubviaroot' : ''} FROM pg_publication WHERE pubname = $1`,
     [name],
   );
   const pub = rows[0];
@@ -160,6 +160,18 @@ export async function ensurePublication(
     }
     log.info('publication created', { publication: name, tables: config.tables.map(tableKey) });
     return;
+  }
+  // A publication that leaves out an operation would drop those changes without any error.
+  const skipped = (['insert', 'update', 'delete', 'truncate'] as const).filter((op) => !pub[`pub${op}`]);
+  if (skipped.length > 0) {
+    const sql = `ALTER PUBLICATION ${quoteIdent(name)} SET (publish = 'insert, update, delete, truncate')`;
+    if (!config.managePublication) {
+      throw new SourceError('PUBLICATION', `publication ${name} does not publish ${skipped.join(', ')}: those changes would be lost; run ${sql}`);
+    }
+    await client.query(sql).catch((err: unknown) => {
+      throw privilegeError(err, `publication ${name} does not publish ${skipped.join(', ')}`, sql);
+    });
+    log.info('publication now publishes every operation', { publication: name, added: skipped });
   }
   const partitioned = [...tables.values()].filter((t) => t.partitioned).map((t) => `${t.schema}.${t.table}`);
   if (viaRoot && pub.pubviaroot === false && partitioned.length > 0) {
