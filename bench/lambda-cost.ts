@@ -5,18 +5,20 @@
  * and gives a function CPU in proportion to its memory: "At 1,769 MB, a function has the
  * equivalent of one vCPU (one vCPU-second of credits per second)" (AWS Lambda Developer Guide,
  * "Configure Lambda function memory"). The quota covers every thread of the process, so a
- * handler that needs C ms of CPU (its garbage collector's threads included) cannot finish in
- * less than C × 1769 / memoryMb ms below 1,769 MB, nor faster than it did here on a full core.
+ * handler that needs C ms of CPU (its garbage collector's threads included) takes at least
+ * C × 1769 / memoryMb ms below 1,769 MB, and about C at 1,769 MB (a single-threaded handler
+ * gains nothing above it).
  *
- *   duration(memoryMb)   = max(measured wall ms, measured CPU ms × 1769 / min(memoryMb, 1769))
+ *   duration(memoryMb)   = measured CPU ms × 1769 / min(memoryMb, 1769)
  *   invocations per 1M   = 1e6 / changes per invocation
  *   $ per 1M changes     = invocations × (duration s × memoryMb / 1024 × GB-second price + request price)
  *
- * Below 1,769 MB the GB-seconds of CPU-bound work do not depend on the memory setting (less
+ * So up to 1,769 MB the GB-seconds of CPU-bound work do not depend on the memory setting (less
  * memory, proportionally longer): only latency does. Not included: the time an invocation waits
- * for SQS and EventBridge to answer (the `instant` row answers at once; see the latency probe),
- * the per-core speed of Graviton (arm64) against the machine measured here, cold starts, and
- * every other service's charges (SQS requests, EventBridge events).
+ * for SQS and EventBridge to answer (the `instant` row answers at once; the bench's latency
+ * probe counts the calls it waits for in sequence), the per-core speed of Graviton (arm64)
+ * against the machine measured here, cold starts, and every other service's charges (SQS
+ * requests, EventBridge events).
  */
 
 /** A full vCPU's worth of CPU quota (AWS Lambda Developer Guide, "Configure Lambda function memory"). */
@@ -37,7 +39,7 @@ export const LAMBDA_ARM64_US_EAST_1 = {
     'https://git.mcrn.ar/mariano/lambda_local_runner/src/branch/main/docs/lambdas-md/lambda-13-cost.md (2026-05-11: arm64 $0.0000133334/GB-s, requests $0.20/1M)',
     'https://aws.amazon.com/blogs/aws/aws-lambda-functions-powered-by-aws-graviton2-processor-run-your-functions-on-arm-and-get-up-to-34-better-price-performance/ (2021-09-29, updated 2023-06-19: Arm duration charges 20% below x86: 0.8 × $0.0000166667 = $0.0000133334)',
     'https://aws.amazon.com/blogs/compute/introducing-tiered-pricing-for-aws-lambda/ (2022: arm64 tiers 0–7.5 billion GB-s at the base price)',
-    'http://www.headinthecloud.qualitycloudsystems.com/2020/12/new-for-aws-lambda-1ms-billing.html (AWS News Blog, 2020-12-01, "New for AWS Lambda – 1ms Billing Granularity": $0.20 per 1M requests, US East (N. Virginia))',
+    'http://www.headinthecloud.qualitycloudsystems.com/2020/12/new-for-aws-lambda-1ms-billing.html (a copy of the AWS News Blog post of 2020-12-01, "New for AWS Lambda – 1ms Billing Granularity": $0.20 per 1M requests, US East (N. Virginia))',
   ],
   checked: '2026-11-21',
 } as const;
@@ -49,7 +51,7 @@ export interface InvocationCost {
   memoryMb: number;
   /** The fraction of a vCPU the setting gets (at most 1 for a single-threaded handler). */
   vcpu: number;
-  /** Estimated billed duration of one invocation. */
+  /** Estimated billed duration of one invocation, waiting for the outputs not included. */
   durationMs: number;
   invocationsPerMillionChanges: number;
   gbSecondsPerMillionChanges: number;
@@ -59,12 +61,12 @@ export interface InvocationCost {
 }
 
 export function lambdaCost(
-  measured: { wallMs: number; cpuMs: number; changesPerInvocation: number },
+  measured: { cpuMs: number; changesPerInvocation: number },
   memoryMb: number,
   price: { usdPerGbSecond: number; usdPerMillionRequests: number } = LAMBDA_ARM64_US_EAST_1,
 ): InvocationCost {
   const vcpu = Math.min(memoryMb, FULL_VCPU_MB) / FULL_VCPU_MB;
-  const durationMs = Math.max(measured.wallMs, measured.cpuMs / vcpu);
+  const durationMs = measured.cpuMs / vcpu;
   const invocations = 1e6 / measured.changesPerInvocation;
   const gbSeconds = invocations * (durationMs / 1000) * (memoryMb / 1024);
   const usdDuration = gbSeconds * price.usdPerGbSecond;

@@ -209,3 +209,13 @@ function inclusiveTimes(profile: CpuProfile, self: Map<number, number>): Map<str
   }
   return totals;
 }
+
+/** The summary's hottest functions and files, to stderr (the bench's progress stream). */
+export function printProfile(p: ProfileSummary): void {
+  process.stderr.write(`\n    profile ${p.file} (${p.totalMs} ms sampled), top self time:\n`);
+  for (const h of p.top.slice(0, 20)) {
+    process.stderr.write(`      ${h.selfPct.toFixed(1).padStart(5)}%  ${h.function}  ${h.location}${h.lines ? `  [${h.lines.join(', ')}]` : ''}\n`);
+  }
+  process.stderr.write(`    by file: ${p.byFile.slice(0, 12).map((f) => `${f.file} ${f.selfPct}%`).join(', ')}\n`);
+  process.stderr.write(`    inclusive: ${p.inclusive.slice(0, 25).map((f) => `${f.function} ${f.pct}%`).join(', ')}\n    `);
+}

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --changes N --runs N --no-big --big-rows N --profile]`
+ * `npm run bench [-- --changes N --runs N --no-big --big-rows N --no-transform --profile]`
  *
  * Starts its own PostgreSQL (embedded, wal_level=logical) and SQS emulator (a child process),
  * builds a backlog of row changes behind one pgoutput slot per measured reader — every slot is
@@ -7,8 +7,10 @@
  *  - the ceiling: pg_recvlogical into /dev/null, and a Node reader that only counts;
  *  - the real streamer into a sink that accepts every SendMessageBatch at once;
  *  - the real streamer into the SQS emulator;
- *  - the streamer (and the Node ceiling) on one transaction of a million inserts.
- * Each reader runs in its own process (peak RSS is its own). Prints a Markdown table with the
+ *  - the streamer (and the Node ceiling) on one transaction of a million inserts;
+ *  - the transform Lambda's handler on a realistic SQS event, and its Lambda cost
+ *    (transform-bench.ts).
+ * Each reader runs in its own process (peak RSS is its own). Prints Markdown tables with the
  * targets and writes the same as JSON to bench/results/latest.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -34,16 +36,22 @@ import {
   planBacklog,
 } from './backlog.ts';
 import { BENCH_ROOT, bundleChildren, liveChildren, runNodeChild, runProcess } from './child.ts';
+import { LAMBDA_ARM64_US_EAST_1 } from './lambda-cost.ts';
 import type { RawReaderJob, RawReaderResult, ReaderVariant } from './raw-reader.ts';
+import { printProfile } from './profile.ts';
 import { evaluateTargets, markdown, summarize, type Measurement, type ScenarioGroup } from './report.ts';
 import type { SinkKind, StreamerJob, StreamerResult } from './run-streamer.ts';
+import { LAMBDA_1024_NODE_FLAGS, prepareTransformEvent, runTransformScenarios, type TransformBenchContext } from './transform-bench.ts';
+import { summarizeTransform, transformMarkdown, type TransformEventInfo, type TransformMeasurement } from './transform-report.ts';
 
-const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--big-rows N] [--profile]
+const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--big-rows N] [--no-transform] [--profile]
   --changes N    row changes in the backlog, in 100-row transactions (default 200000)
   --runs N       measure every scenario N times and report medians (default 1)
   --no-big       skip the one-big-transaction scenario
   --big-rows N   rows of the big transaction (default 1000000)
-  --profile      CPU-profile the streamer children (slower); profiles in bench/results/profiles/
+  --no-transform skip the transform scenarios (handler throughput and Lambda cost)
+  --transform-iterations N  timed invocations per transform run, after 10 untimed (default 50)
+  --profile      CPU-profile the streamer and transform children (slower); profiles in bench/results/profiles/
   --node-flags=S extra Node flags for the streamer children, after its production ones (streamer/node-options.ts)
   --streamer-config=JSON  settings merged into the streamer's config, e.g. '{"maxConcurrentSends":4}'
   --sqs-md5-off  experiment: the streamer's SQS client skips the SDK's MD5 check (md5: false)`;
@@ -53,6 +61,8 @@ interface Options {
   runs: number;
   big: boolean;
   bigRows: number;
+  transform: boolean;
+  transformIterations: number;
   profile: boolean;
   nodeFlags: string[];
   streamerConfig: Record<string, unknown>;
@@ -67,6 +77,8 @@ function parseOptions(argv: string[]): Options {
       runs: { type: 'string', default: '1' },
       'no-big': { type: 'boolean', default: false },
       'big-rows': { type: 'string', default: '1000000' },
+      'no-transform': { type: 'boolean', default: false },
+      'transform-iterations': { type: 'string', default: '50' },
       profile: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
       'streamer-config': { type: 'string', default: '{}' },
@@ -88,6 +100,8 @@ function parseOptions(argv: string[]): Options {
     runs: int('runs', values.runs, 1),
     big: !values['no-big'],
     bigRows: int('big-rows', values['big-rows'], 1),
+    transform: !values['no-transform'],
+    transformIterations: int('transform-iterations', values['transform-iterations'], 1),
     profile: values.profile,
     nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean),
     streamerConfig: jsonObject('streamer-config', values['streamer-config']),
@@ -145,7 +159,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-async function startFauxqs(): Promise<string> {
+/** The SQS emulator's and the EventBridge stand-in's endpoints (both in one child process). */
+async function startFauxqs(): Promise<{ endpoint: string; eventBridgeEndpoint: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/fauxqs-server.ts'], {
     cwd: BENCH_ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -164,7 +179,7 @@ async function startFauxqs(): Promise<string> {
       if (!out.includes('\n')) return;
       clearTimeout(timer);
       try {
-        resolve((JSON.parse(line) as { endpoint: string }).endpoint);
+        resolve(JSON.parse(line) as { endpoint: string; eventBridgeEndpoint: string });
       } catch {
         reject(new Error(`unexpected output from the SQS emulator: ${line}`));
       }
@@ -313,15 +328,6 @@ function streamerMeasurement(r: StreamerResult, expectedChanges: number): Omit<M
   return { changes, seconds, peakRssMb, cpuSeconds, details: profile ? { ...details, profile } : details };
 }
 
-function printProfile(p: NonNullable<StreamerResult['profile']>): void {
-  process.stderr.write(`\n    profile ${p.file} (${p.totalMs} ms sampled), top self time:\n`);
-  for (const h of p.top.slice(0, 20)) {
-    process.stderr.write(`      ${h.selfPct.toFixed(1).padStart(5)}%  ${h.function}  ${h.location}${h.lines ? `  [${h.lines.join(', ')}]` : ''}\n`);
-  }
-  process.stderr.write(`    by file: ${p.byFile.slice(0, 12).map((f) => `${f.file} ${f.selfPct}%`).join(', ')}\n`);
-  process.stderr.write(`    inclusive: ${p.inclusive.slice(0, 25).map((f) => `${f.function} ${f.pct}%`).join(', ')}\n    `);
-}
-
 const SLOT_KINDS = ['node_coalescing', 'node_eager', 'recvlogical', 'discard', 'sqs'] as const;
 const BIG_SLOT_KINDS = ['node_coalescing', 'discard'] as const;
 
@@ -430,10 +436,10 @@ async function main(): Promise<void> {
   if (pgStarted.status === 'rejected') throw pgStarted.reason;
   if (sqsStarted.status === 'rejected') throw sqsStarted.reason;
   const pgServer = pgStarted.value;
-  const sqsEndpoint = sqsStarted.value;
+  const { endpoint: sqsEndpoint, eventBridgeEndpoint } = sqsStarted.value;
   const db = await createTestDatabase(pgServer.url, 'bench');
   const recvlogical = findPgRecvlogical();
-  const scripts = await bundleChildren({ 'raw-reader': 'bench/raw-reader.ts', 'run-streamer': 'bench/run-streamer.ts' });
+  const scripts = await bundleChildren({ 'raw-reader': 'bench/raw-reader.ts', 'run-streamer': 'bench/run-streamer.ts', 'run-transform': 'bench/run-transform.ts' });
   const ctx: Context = { opts, scripts, dbUrl: db.url, sqsEndpoint, recvlogical, measurements: [] };
 
   const admin = new pg.Client({ connectionString: db.url });
@@ -472,6 +478,29 @@ async function main(): Promise<void> {
     for (const run of runs) await bigRun(ctx, run, opts.bigRows, bigKnown);
     big = { rows: opts.bigRows, generationSeconds: bigSeconds, walMb: bigWalMb, endLsn: bigKnown.endLsn };
   }
+
+  let transform: { event: TransformEventInfo; measurements: TransformMeasurement[] } | undefined;
+  let transformError: string | undefined;
+  if (opts.transform) {
+    const tctx: TransformBenchContext = {
+      scripts, dbUrl: db.url, sqsEndpoint, eventBridgeEndpoint, runs: opts.runs, iterations: opts.transformIterations, checkInterrupted,
+      ...(opts.profile ? { profilePath: (name: string) => path.join(RESULTS_DIR, 'profiles', `${name}.cpuprofile`) } : {}),
+    };
+    try {
+      const event = await prepareTransformEvent(tctx, admin);
+      console.error(
+        `transform event: ${event.records} records of ${event.groups.length} groups, ${event.changes.toLocaleString('en-US')} changes, ${(event.bodyKib / 1024).toFixed(2)} MiB, ` +
+          `from ${event.capturedMessages} messages the streamer sent for ${event.workloadChanges.toLocaleString('en-US')} mixed changes (${event.prepareSeconds.toFixed(1)} s)`,
+      );
+      transform = { event, measurements: await runTransformScenarios(tctx, event) };
+      for (const m of transform.measurements) if (m.result?.profile) printProfile(m.result.profile);
+    } catch (err) {
+      checkInterrupted();
+      // The streamer figures still stand; the report says why the transform's are missing.
+      transformError = err instanceof Error ? err.message : String(err);
+      console.error(`transform scenarios FAILED: ${transformError}`);
+    }
+  }
   await admin.end();
   checkInterrupted();
 
@@ -483,6 +512,15 @@ async function main(): Promise<void> {
     `Medians of ${opts.runs} run(s); peak RSS is the highest over runs, of the reader's own process. ` +
       `Ratio: changes/s over the best ceiling on the same WAL.${opts.profile ? ' PROFILED RUN: the streamer rows carry profiler overhead.' : ''}`,
   );
+  const transformRows = transform ? summarizeTransform(transform.measurements) : undefined;
+  const transformTable = transform && transformRows ? transformMarkdown(transformRows, transform.event) : undefined;
+  if (transformTable) {
+    console.log(`\n${transformTable}\n`);
+    console.log(
+      `Per invocation: median of ${opts.transformIterations} warm invocations (JSON.parse of the event + Transform.handle), median over runs; ` +
+        `CPU counts every thread of the child; Node runs with Lambda's heap flags for 1024 MB (${LAMBDA_1024_NODE_FLAGS.join(' ')}).${opts.profile ? ' PROFILED RUN: the transform rows carry profiler overhead.' : ''}`,
+    );
+  }
 
   const report = {
     generatedAt: new Date().toISOString(),
@@ -508,6 +546,26 @@ async function main(): Promise<void> {
     pgRecvlogical: recvlogicalVersion ?? null,
     backlog: { ...plan, generationSeconds: backlogSeconds, walMb: backlogWalMb, endLsn: backlogKnown.endLsn, walEndAfterGeneration: backlogEndLsn },
     big: big ?? null,
+    transform: transform
+      ? {
+          method: {
+            event: 'the real streamer (4 partitions, 256 KiB messages) on an interleaved workload of the orders table; the first 10 full messages in send order, as the SQS event the FIFO event source builds',
+            invocation: 'JSON.parse of the event document, then Transform.handle(Records), on one warm Transform; 10 untimed invocations first',
+            nodeFlags: LAMBDA_1024_NODE_FLAGS,
+            instant: 'nodes-queue SQS client whose SendMessageBatch succeeds at once; the real EventBridgeOutput over a client whose PutEvents succeeds at once',
+            sdk: 'createTransform with AWS SDK v3 clients to fauxqs (nodes queue) and the EventBridge stand-in (test/helpers/fake-eventbridge.ts), both in another process on loopback',
+            latencyProbe: 'stand-ins answering every call after a fixed delay: (median with delay − median without) / delay = calls waited for in sequence',
+            cost: 'duration = CPU × 1769 / memory MB (at most 1769); $ = invocations × (duration × memory GB × GB-s price + request price); see bench/lambda-cost.ts',
+          },
+          price: LAMBDA_ARM64_US_EAST_1,
+          event: transform.event,
+          summary: transformRows,
+          measurements: transform.measurements,
+          markdown: transformTable,
+        }
+      : transformError !== undefined
+        ? { error: transformError }
+        : null,
     summary: rows,
     targets,
     measurements: ctx.measurements,

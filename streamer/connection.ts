@@ -160,39 +160,81 @@ export function sslOptions(mode: SslMode, caBundle: string | undefined): ClientC
   }
 }
 
+export type ConnectionFailureCode = 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_DATABASE' | 'SERVER' | 'TLS';
+
+function firstLine(text: string | undefined): string {
+  return (text ?? '').split('\n')[0] ?? '';
+}
+
+const UNTRUSTED_CERT = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED']);
+
 /**
- * One sentence for a failed connection: what happened to which server, and what to do.
- * `target` is a URL (password removed here) or host:port/db text.
+ * One sentence for a connection that failed: which server, what happened, what to do. The one
+ * place every command (npm start, doctor, status, slot drop) turns a connect error into words.
  */
+export function explainConnectionFailure(
+  err: unknown,
+  to: { host: string; port: number; database: string; user?: string },
+): { code: ConnectionFailureCode; message: string } {
+  const e = err as { code?: string; message?: string };
+  const hostPort = `${to.host}:${to.port}`;
+  const where = `${hostPort}/${to.database}`;
+  const user = to.user ? ` of user ${to.user}` : '';
+  const say = (code: ConnectionFailureCode, message: string) => ({ code, message });
+  switch (e?.code) {
+    case 'ECONNREFUSED':
+    case 'ENOENT':
+      return say('UNREACHABLE', `nothing accepts connections at ${where}: start PostgreSQL or fix the host and port`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return say('UNREACHABLE', `the host of ${where} cannot be resolved: check the host name`);
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return say('UNREACHABLE', `${hostPort} cannot be reached (${e.code}): check the host, port and network path (security groups, firewall, VPC routing)`);
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return say('UNREACHABLE', `${hostPort} closed the connection without answering like PostgreSQL: check the port (another service may listen there) and whether the server requires TLS (sslMode require)`);
+    case '28P01':
+      return say('AUTH', `PostgreSQL at ${where} rejected the password${user}: check the credentials (or the secret's password after a rotation)`);
+    case '28000':
+      return say('AUTH', `PostgreSQL at ${where} refused the login${user} (${firstLine(e.message)}): allow this user and host in pg_hba.conf, or connect with TLS if the server only accepts it`);
+    case '3D000':
+      return say('NO_DATABASE', `database ${to.database} does not exist on ${hostPort}: check the database name (SELECT datname FROM pg_database lists them)`);
+    case '53300':
+      return say('SERVER', `PostgreSQL at ${hostPort} has no free connection slots: close idle sessions or raise max_connections`);
+    case '57P03':
+      return say('SERVER', `PostgreSQL at ${hostPort} is starting up or shutting down: try again in a moment`);
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return say('TLS', `the TLS certificate of ${hostPort} does not name that host: connect by a name the certificate lists, or use sslMode verify-ca`);
+  }
+  if (e?.code && UNTRUSTED_CERT.has(e.code)) {
+    return say('TLS', `the TLS certificate of ${hostPort} is not trusted (${e.code}): give the CA bundle that signed it (caBundle / --ca-bundle; for RDS/Aurora the region's bundle)`);
+  }
+  // pg raises these without a code; its message text is all there is to go on.
+  const message = e?.message ?? String(err);
+  if (/does not support SSL/i.test(message)) return say('TLS', `${hostPort} does not accept TLS connections: turn on ssl on the server, or use sslMode disable on a trusted network only`);
+  if (/error establishing an SSL connection/i.test(message)) return say('TLS', `${hostPort} did not answer the TLS request like PostgreSQL: check the port (another service may listen there)`);
+  if (/timeout/i.test(message)) return say('TIMEOUT', `${hostPort} did not answer within the connect timeout: check the host, port and network path, and that PostgreSQL is up`);
+  if (/terminated unexpectedly|unexpected message/i.test(message)) {
+    return say('UNREACHABLE', `${hostPort} closed the connection without answering like PostgreSQL: check the port and whether the server requires TLS`);
+  }
+  return say('UNREACHABLE', `cannot connect to ${where}: ${firstLine(message)}${e?.code ? ` (${e.code})` : ''}`);
+}
+
+/** explainConnectionFailure for a URL (its password never printed) or host:port/db text. */
 export function explainConnectionError(err: unknown, target: string): string {
-  let where = target;
+  let to = { host: target, port: 5432, database: 'postgres' };
   if (/^postgres(ql)?:\/\//.test(target)) {
     try {
       const u = new URL(target);
-      where = `${u.hostname}:${u.port || 5432}/${decodeURIComponent(u.pathname.slice(1)) || 'postgres'}`;
+      to = { host: u.hostname, port: Number(u.port || 5432), database: decodeURIComponent(u.pathname.slice(1)) || 'postgres' };
     } catch {
-      where = '(an unparseable database URL)';
+      to = { host: '(an unparseable database URL)', port: 5432, database: 'postgres' };
     }
+  } else {
+    const m = /^(.*):(\d+)\/(.*)$/.exec(target);
+    if (m) to = { host: m[1] as string, port: Number(m[2]), database: m[3] as string };
   }
-  const e = err as { code?: string; message?: string };
-  switch (e?.code) {
-    case 'ECONNREFUSED':
-      return `nothing accepts connections at ${where}: start PostgreSQL or fix the host and port`;
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `the host of ${where} cannot be resolved: check the host name`;
-    case 'ETIMEDOUT':
-      return `connecting to ${where} timed out: check the network path (security groups, firewall, VPC routing)`;
-    case '28P01':
-      return `PostgreSQL at ${where} rejected the password: check the credentials (or the secret's password after a rotation)`;
-    case '28000':
-      return `PostgreSQL at ${where} refused the login (${e.message ?? 'no pg_hba.conf entry'}): add a pg_hba.conf entry for this user and host, or use SSL if the server requires it`;
-    case '3D000':
-      return `database ${where.split('/').pop()} does not exist on ${where.split('/')[0]}: check the database name`;
-    case '53300':
-      return `PostgreSQL at ${where} has no free connection slots: raise max_connections or close idle sessions`;
-    default:
-      if (/timeout/i.test(e?.message ?? '')) return `connecting to ${where} timed out: check the network path and that the server is up`;
-      return `cannot connect to ${where}: ${e?.message ?? String(err)}`;
-  }
+  return explainConnectionFailure(err, to).message;
 }

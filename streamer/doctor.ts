@@ -12,7 +12,7 @@ import type { StreamerConfig } from '#core/config.ts';
 import { ConfigError, PgRelayError, SourceError, describeError } from '#core/errors.ts';
 import { parseTableName, tableKey, type TableName } from '#core/identifiers.ts';
 import { OPERATOR_USAGE, parseOperatorArgs, type OperatorTarget } from './cli-args.ts';
-import { explainConnectionError } from './connection.ts';
+import { explainConnectionFailure } from './connection.ts';
 import {
   PLATFORM_ROLES,
   capacityFindings,
@@ -118,16 +118,7 @@ function configExtras(argv: string[], env: Record<string, string | undefined>): 
 
 // --- connecting -----------------------------------------------------------------------------
 
-const TLS_CERT_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
+
 
 /**
  * One sentence for a connection that failed: which server, what happened, what to do.
@@ -135,31 +126,7 @@ const TLS_CERT_CODES = new Set([
  * speak PostgreSQL) and defers to it for the rest.
  */
 export function explainDoctorConnectionError(err: unknown, to: { host: string; port: number; database: string; user: string }): string {
-  const where = `${to.host}:${to.port}/${to.database}`;
-  const user = to.user;
-  const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : undefined;
-  const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (code === '28P01') {
-    return `PostgreSQL at ${where} rejected the password of user ${user} (password authentication failed): correct the password in --database-url, or in the secret (after a rotation, the secret's current value)`;
-  }
-  if (code !== undefined && TLS_CERT_CODES.has(code)) {
-    return `the TLS certificate of ${where} could not be verified (${code}): pass the CA bundle that signed it with --ca-bundle (for RDS/Aurora, global-bundle.pem), and connect by the host name the certificate names`;
-  }
-  // pg gives the next three failures no code: only their text tells them apart.
-  if (/does not support SSL/i.test(message)) {
-    return `${where} does not accept TLS connections: turn on ssl on the server, or for a local test server connect with --ssl-mode disable`;
-  }
-  if (/error establishing an SSL connection/i.test(message)) {
-    return `${where} did not answer the TLS request like PostgreSQL: check the port (another service may be listening there)`;
-  }
-  if (code === 'ECONNRESET' || code === 'EPIPE' || (code === undefined && /terminated unexpectedly|unexpected message/i.test(message))) {
-    return `${where} closed the connection without answering like PostgreSQL (${message}): check the port (another service may be listening there) and whether the server requires TLS (--ssl-mode require)`;
-  }
-  if (code === '57P03') return `PostgreSQL at ${where} is not accepting connections yet (${message}): wait until it has started or finished recovery, then run doctor again`;
-  // As a URL: explainConnectionError reads host:port/db text that looks like a URL scheme ("db.example.com:5432/x") wrongly.
-  const url = `postgres://${to.host.includes(':') ? `[${to.host}]` : to.host}:${to.port}/${encodeURIComponent(to.database)}`;
-  return explainConnectionError(err, url);
+  return explainConnectionFailure(err, to).message;
 }
 
 function explainSecretError(err: unknown, where: string): string {

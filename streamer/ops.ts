@@ -14,7 +14,7 @@ import pg from 'pg';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 import { OPERATOR_USAGE, parseOperatorArgs } from './cli-args.ts';
-import type { ConnectionProvider } from './connection.ts';
+import { explainConnectionFailure, type ConnectionProvider } from './connection.ts';
 import { readSlot } from './source.ts';
 import { formatBytes, readStatus, statusProblems, type SourceStatus, type StatusProblem } from './status.ts';
 
@@ -324,54 +324,15 @@ async function connect(connections: ConnectionProvider, where: string): Promise<
 
 /** One sentence for a connection that did not happen: what, to which server, and the fix. */
 export function explainConnectFailure(err: unknown, where: string, user: string): OperatorError {
-  const e = err as { code?: string; message?: string };
   const hostPort = where.split('/')[0] ?? where;
-  const database = where.slice(hostPort.length + 1);
-  const say = (code: OperatorErrorCode, message: string) => new OperatorError(code, message, { cause: err });
-  switch (e.code) {
-    case 'ECONNREFUSED':
-    case 'ENOENT':
-      return say('UNREACHABLE', `nothing accepts connections at ${hostPort} (connection refused): start PostgreSQL there, or fix the host and port (--database-url)`);
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return say('UNREACHABLE', `the host of ${hostPort} cannot be resolved: check the host name (--database-url or --host)`);
-    case 'ETIMEDOUT':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return say('UNREACHABLE', `${hostPort} cannot be reached (${e.code}): check the host, port and network path (security groups, firewall, VPC routing)`);
-    case 'ECONNRESET':
-      return say('UNREACHABLE', `${hostPort} closed the connection during the handshake: check that it is PostgreSQL and that --ssl-mode matches what the server accepts`);
-    case '28P01':
-      return say('AUTH', `PostgreSQL at ${where} rejected the password of user ${user}: fix the password in --database-url (or in the secret, if it was rotated)`);
-    case '28000':
-      return say('AUTH', `PostgreSQL at ${where} refused user ${user} (${firstLine(e.message)}): allow this user and host in pg_hba.conf, or connect with --ssl-mode require if the server only accepts TLS`);
-    case '3D000':
-      return say('NO_DATABASE', `database ${database} does not exist on ${hostPort}: fix the database name in --database-url (or --dbname); SELECT datname FROM pg_database lists them`);
-    case '53300':
-      return say('SERVER', `PostgreSQL at ${hostPort} has no free connection slots: close idle sessions or raise max_connections`);
-    case '57P03':
-      return say('SERVER', `PostgreSQL at ${hostPort} is starting up or shutting down: try again in a moment`);
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-    case 'CERT_HAS_EXPIRED':
-      return say('TLS', `the TLS certificate of ${hostPort} is not trusted (${e.code}): pass the server's CA bundle with --ca-bundle FILE (on RDS, the region's bundle from the RDS documentation)`);
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      return say('TLS', `the TLS certificate of ${hostPort} does not name that host: connect by a name the certificate lists, or use --ssl-mode verify-ca`);
-  }
-  // node-postgres raises these without a code; its message text is all there is to go on.
-  const message = e.message ?? String(err);
-  if (/does not support SSL/i.test(message)) {
-    return say('TLS', `${hostPort} does not accept TLS connections: enable ssl on the server, or use --ssl-mode disable on a trusted network only`);
-  }
-  if (/timeout/i.test(message)) {
-    return say('TIMEOUT', `${hostPort} did not answer within the connect timeout: check the host, port and network path (security groups, firewall), and that PostgreSQL is up`);
-  }
-  if (/terminated unexpectedly/i.test(message)) {
-    return say('UNREACHABLE', `${hostPort} closed the connection during the handshake: check that it is PostgreSQL and that --ssl-mode matches what the server accepts`);
-  }
-  return say('UNREACHABLE', `cannot connect to ${where}: ${firstLine(message)}${e.code ? ` (${e.code})` : ''}`);
+  const sep = hostPort.lastIndexOf(':');
+  const failure = explainConnectionFailure(err, {
+    host: sep > 0 ? hostPort.slice(0, sep) : hostPort,
+    port: sep > 0 ? Number(hostPort.slice(sep + 1)) : 5432,
+    database: where.slice(hostPort.length + 1),
+    user,
+  });
+  return new OperatorError(failure.code, failure.message, { cause: err });
 }
 
 /** Any failure of a command as { code, sentence }: never a stack trace. */
