@@ -15,11 +15,26 @@ export function fnv1a(text: string, h = FNV_OFFSET): number {
 }
 
 /**
+ * Spread every input bit over the low bits (MurmurHash3's 32-bit finalizer). FNV-1a alone
+ * leaves its low bits depending on the low bits of the input only, so with a power-of-two
+ * partition count the changes partition and the nodes partition of similar keys were
+ * correlated: a changes record reached only a quarter of the node groups (measured).
+ */
+export function mix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
  * `tableRef` is `schema.table`, `keyJson` the key object as serialized in the event.
  * Both sides of the pipeline call this, so the rule lives in one place.
  */
 export function partitionOf(tableRef: string, keyJson: string, partitions: number): number {
-  return fnv1a(keyJson, tablePrefixHash(tableRef)) % partitions;
+  return mix32(fnv1a(keyJson, tablePrefixHash(tableRef))) % partitions;
 }
 
 /** The hash state after `schema.table` and the separator: computed once per table. */

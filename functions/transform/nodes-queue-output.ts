@@ -12,7 +12,7 @@
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { GraphNodeEvent } from '#core/change-event.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
-import { fnv1a } from '#core/partition.ts';
+import { fnv1a, mix32 } from '#core/partition.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 
 export const NODES_MESSAGE_MAX_BYTES = 256 * 1024;
@@ -35,8 +35,8 @@ export interface NodesMessage {
   events: NodeEventOut[];
 }
 
-export function nodesPartition(nodeIdOrLabel: string, partitions: number): number {
-  return fnv1a(nodeIdOrLabel) % partitions;
+export function nodesPartition(nodeId: string, partitions: number): number {
+  return mix32(fnv1a(nodeId)) % partitions;
 }
 
 function eventKey(e: NodeEventOut): string {
