@@ -11,6 +11,7 @@
  * acknowledgeable" — no waiting for keepalives, which the server sends only when idle.
  * The clock runs from `streamer.run()` (connecting and preparing the source included) to then.
  */
+import { acceptingSqsClient } from './accepting-sqs.ts';
 import { writeFile } from 'node:fs/promises';
 import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
@@ -74,22 +75,9 @@ const MIB = 2 ** 20;
 
 /** An SQS client whose SendMessageBatch succeeds at once for every entry; `captured` keeps them. */
 function discardClient(captured?: CapturedMessage[]): SQSClient {
-  let messageIds = 0;
-  const client = {
-    send: async (command: SendMessageBatchCommand) => {
-      const entries = command.input.Entries ?? [];
-      if (captured) {
-        for (const e of entries) captured.push({ body: e.MessageBody ?? '', group: e.MessageGroupId ?? '', deduplicationId: e.MessageDeduplicationId ?? '' });
-      }
-      return {
-        $metadata: {},
-        Successful: entries.map((e) => ({ Id: e.Id, MessageId: String(++messageIds), MD5OfMessageBody: '' })),
-        Failed: [],
-      };
-    },
-    destroy: () => undefined,
-  };
-  return client as unknown as SQSClient;
+  return acceptingSqsClient(
+    captured ? (entries) => entries.forEach((e) => captured.push({ body: e.MessageBody ?? '', group: e.MessageGroupId ?? '', deduplicationId: e.MessageDeduplicationId ?? '' })) : undefined,
+  );
 }
 
 async function main(): Promise<void> {

@@ -14,6 +14,7 @@
  *    emulator and the EventBridge stand-in on loopback (both in another process): adds the
  *    SDK's request serialization, MD5, SigV4 signing and HTTP.
  */
+import { acceptingSqsClient } from './accepting-sqs.ts';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -111,23 +112,11 @@ interface CallCounts {
 
 /** An SQS client whose SendMessageBatch succeeds for every entry (after `delayMs`, if set). */
 function instantSqs(counts: CallCounts, delayMs = 0): SQSClient {
-  let messageIds = 0;
-  const client = {
-    send: async (command: SendMessageBatchCommand) => {
-      if (delayMs > 0) await delay(delayMs);
-      const entries = command.input.Entries ?? [];
-      counts.sendMessageBatch++;
-      counts.nodesMessages += entries.length;
-      for (const e of entries) counts.nodesBytes += Buffer.byteLength(e.MessageBody ?? '');
-      return {
-        $metadata: {},
-        Successful: entries.map((e) => ({ Id: e.Id, MessageId: String(++messageIds), MD5OfMessageBody: '' })),
-        Failed: [],
-      };
-    },
-    destroy: () => undefined,
-  };
-  return client as unknown as SQSClient;
+  return acceptingSqsClient((entries) => {
+    counts.sendMessageBatch++;
+    counts.nodesMessages += entries.length;
+    for (const e of entries) counts.nodesBytes += Buffer.byteLength(e.MessageBody ?? '');
+  }, delayMs);
 }
 
 /** An EventBridge client whose PutEvents accepts every entry (after `delayMs`, if set). */
