@@ -392,6 +392,9 @@ async function streamerVerdict(client: pg.Client, table: TableName, tableKeys: M
     const info = (await resolveTables(client, config)).get(tableKey(table));
     return { ok: true, keyColumns: info?.keyColumns ?? [] };
   } catch (err) {
+    // The key is fine there; the partitions' identity is the problem, and the partition
+    // finding (tableFindings) says which ones and how to fix each.
+    if (err instanceof SourceError && err.code === 'PARTITION_IDENTITY') return { ok: true, keyColumns: tableKeys.get(tableKey(table)) ?? [] };
     if (err instanceof SourceError) return { ok: false, code: err.code, message: err.message };
     throw err;
   }

@@ -112,6 +112,23 @@ export async function resolveTables(client: Client, config: StreamerConfig): Pro
         );
         continue;
       }
+      if (row.relkind === 'p' && row.replident === 'f' && !configured.every((c) => row.pk.includes(c))) {
+        // Old rows come from each partition's own replica identity: FULL on the parent alone
+        // leaves deletes in the partitions without the tableKeys columns.
+        const { rows: lacking } = await client.query<{ name: string }>(
+          `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_partition_tree($1::regclass) p
+             JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE p.isleaf AND c.relreplident <> 'f' ORDER BY 1`,
+          [qualifiedName(t)],
+        );
+        if (lacking.length > 0) {
+          problems.add(
+            'PARTITION_IDENTITY',
+            `${ref}: REPLICA IDENTITY FULL on a partitioned table does not reach its partitions, and ${lacking.map((r) => r.name).join(', ')} would send deletes without the tableKeys columns: run ${lacking.map((r) => `ALTER TABLE ${r.name} REPLICA IDENTITY FULL;`).join(' ')}`,
+          );
+          continue;
+        }
+      }
       keyColumns = configured;
     } else if (row.replident === 'i' && row.ident.length > 0) {
       keyColumns = row.ident;

@@ -39,6 +39,7 @@ export type SourceErrorCode =
   | 'TABLE_NOT_FOUND'
   | 'NO_USABLE_KEY'
   | 'REPLICA_IDENTITY'
+  | 'PARTITION_IDENTITY'
   | 'WAL_LEVEL'
   | 'SLOT_PLUGIN'
   | 'SLOT_DATABASE'

@@ -21,9 +21,19 @@ export function onCleanup(fn: () => Promise<void>): void {
   cleanups.push(fn);
 }
 
-/** Use as `afterEach(runCleanups)`. */
+/** Use as `afterEach(runCleanups)`. A step that hangs fails with its own source, not a bare hook timeout. */
 export async function runCleanups(): Promise<void> {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  for (const c of cleanups.splice(0).reverse()) {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`cleanup step did not finish in 60 s: ${c.toString().slice(0, 300)}`)), 60_000);
+    });
+    try {
+      await Promise.race([c(), stuck]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 /** A fresh database (with `ddl` applied) and FIFO queue, dropped after the test. */

@@ -5,6 +5,23 @@ import { runCleanups, runStreamer, setupDbAndQueue } from '#test/helpers/scenari
 afterEach(runCleanups);
 
 describe('source preparation', () => {
+  it('refuses tableKeys on a partitioned table whose partitions lack REPLICA IDENTITY FULL, naming each', async () => {
+    const { db, queue } = await setupDbAndQueue(
+      'partfull',
+      `CREATE TABLE ev (kind text NOT NULL, at date NOT NULL, note text) PARTITION BY RANGE (at);
+       CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+       CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+       ALTER TABLE ev REPLICA IDENTITY FULL; ALTER TABLE ev_2025 REPLICA IDENTITY FULL;`,
+    );
+    const cfg = { dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['ev'], tableKeys: { ev: ['kind', 'at'] } };
+    const refused = runStreamer(cfg);
+    await expect(refused.done).rejects.toMatchObject({ code: 'PARTITION_IDENTITY' });
+    await expect(refused.done).rejects.toThrow('ALTER TABLE public.ev_2026 REPLICA IDENTITY FULL;');
+    await withClient(db.url, (c) => c.query('ALTER TABLE ev_2026 REPLICA IDENTITY FULL'));
+    const ok = runStreamer(cfg);
+    await ok.ready;
+  });
+
   // Regression: a publication made with publish = 'insert' streamed inserts only; updates and
   // deletes were dropped without a word.
   it('completes a publication that leaves out operations, or refuses it when it may not manage it', async () => {
