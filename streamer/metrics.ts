@@ -4,7 +4,7 @@
  */
 export const METRIC_NAMESPACE = 'PgRelay';
 
-export type Unit = 'Count' | 'Bytes' | 'Count/Second' | 'Milliseconds' | 'None';
+export type Unit = 'Count' | 'Bytes' | 'Count/Second' | 'Milliseconds' | 'Seconds' | 'None';
 
 export interface MetricValue {
   name: string;

@@ -1,0 +1,111 @@
+/**
+ * The monitor Lambda's configuration: the streamer's settings it shares (source, database,
+ * slot, publication, tables), taken from the streamer's own schema so the two never drift,
+ * parsed once from PGRELAY_MONITOR_CONFIG. Every problem is reported at once.
+ */
+import { z } from 'zod';
+import { streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
+import { ConfigError } from '#core/errors.ts';
+import { parseTableName, tableKey, type TableName } from '#core/identifiers.ts';
+
+const shared = streamerConfigSchema.shape;
+
+export const monitorConfigSchema = z
+  .object({
+    sourceId: shared.sourceId,
+    database: shared.database,
+    tables: shared.tables,
+    slotName: shared.slotName,
+    publicationName: shared.publicationName,
+    region: z.string().optional(),
+    /** Secrets Manager endpoint override (tests). */
+    secretsEndpoint: shared.secretsEndpoint,
+    /** Cap on each catalog query, so a stuck server cannot hold the Lambda to its timeout. */
+    statementTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+  })
+  .strict();
+
+export type MonitorConfigInput = z.input<typeof monitorConfigSchema>;
+
+export interface MonitorConfig {
+  sourceId: string;
+  database: StreamerConfig['database'];
+  tables: TableName[];
+  slotName: string;
+  publicationName: string;
+  region: string;
+  secretsEndpoint?: string;
+  statementTimeoutMs: number;
+}
+
+export const MONITOR_ENV = { config: 'PGRELAY_MONITOR_CONFIG', region: 'AWS_REGION' } as const;
+
+function issuePath(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(config)' : path.map(String).join('.');
+}
+
+/** url, or host + name + secretArn; a verifying sslMode needs a CA bundle. */
+function databaseProblems(db: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const hasUrl = typeof db.url === 'string';
+  if (hasUrl && (db.host !== undefined || db.secretArn !== undefined)) problems.push('database: give either url, or host + name + secretArn, not both');
+  else if (!hasUrl) {
+    if (db.host === undefined) problems.push('database.host: required when database.url is not given');
+    if (db.name === undefined) problems.push('database.name: required when database.url is not given');
+    if (db.secretArn === undefined) problems.push('database.secretArn: required when database.url is not given');
+  } else if (!/^postgres(ql)?:\/\//.test(db.url as string)) problems.push('database.url: must start with postgres:// or postgresql://');
+  if ((db.sslMode === 'verify-ca' || db.sslMode === 'verify-full') && db.caBundle === undefined) {
+    problems.push(`database.caBundle: required with sslMode ${String(db.sslMode)} (PEM text or a file path)`);
+  }
+  return problems;
+}
+
+/** Validate a config object; throws one ConfigError listing every problem. */
+export function parseMonitorConfig(input: unknown, defaults: { region?: string } = {}): MonitorConfig {
+  const result = monitorConfigSchema.safeParse(input);
+  const problems = result.success ? [] : result.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`);
+  const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+  if (typeof raw.database === 'object' && raw.database !== null) problems.push(...databaseProblems(raw.database as Record<string, unknown>));
+  const tables: TableName[] = [];
+  const seen = new Set<string>();
+  if (Array.isArray(raw.tables)) {
+    raw.tables.forEach((t, i) => {
+      if (typeof t !== 'string') return;
+      const parsed = parseTableName(t);
+      if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
+      else if (seen.has(tableKey(parsed))) problems.push(`tables.${i}: ${tableKey(parsed)} is listed twice`);
+      else {
+        seen.add(tableKey(parsed));
+        tables.push(parsed);
+      }
+    });
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  const data = result.data;
+  // The same defaults as the streamer's, so both point at one slot without saying so twice.
+  const derived = `pgrelay_${data.sourceId.replaceAll('-', '_')}`;
+  return {
+    sourceId: data.sourceId,
+    database: data.database,
+    tables,
+    slotName: data.slotName ?? derived,
+    publicationName: data.publicationName ?? derived,
+    region: data.region ?? defaults.region ?? 'us-east-1',
+    ...(data.secretsEndpoint !== undefined ? { secretsEndpoint: data.secretsEndpoint } : {}),
+    statementTimeoutMs: data.statementTimeoutMs,
+  };
+}
+
+/** The monitor's config from its environment (one JSON document, set by the construct). */
+export function parseMonitorEnv(env: Record<string, string | undefined>): MonitorConfig {
+  const text = env[MONITOR_ENV.config];
+  if (text === undefined) throw new ConfigError([`${MONITOR_ENV.config}: not set`]);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError([`${MONITOR_ENV.config}: not valid JSON (${(err as Error).message})`]);
+  }
+  const region = env[MONITOR_ENV.region];
+  return parseMonitorConfig(doc, region !== undefined ? { region } : {});
+}

@@ -1,0 +1,178 @@
+import type { ClientConfig } from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '#core/errors.ts';
+import { ConnectionProvider } from '#streamer/connection.ts';
+import { parseMonitorConfig, type MonitorConfig, type MonitorConfigInput } from '#monitor/config.ts';
+import { handler, runMonitor } from '#monitor/handler.ts';
+import { emfProblems } from '#test/helpers/emf.ts';
+import { testDatabase, withClient } from '#test/helpers/postgres.ts';
+
+const ROWS = 20_000;
+const ROW_BYTES = 200;
+
+interface Session {
+  backend_type: string;
+}
+
+describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
+  let db: Awaited<ReturnType<typeof testDatabase>>;
+  let slot: string;
+  const sql = <T extends object>(text: string, params: unknown[] = []) => withClient(db.url, async (c) => (await c.query(text, params)).rows as T[]);
+  const currentLsn = async () => (await sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))[0]?.lsn as string;
+
+  const config = (input: Partial<MonitorConfigInput> = {}): MonitorConfig =>
+    parseMonitorConfig({ sourceId: 'monitor-test', database: { url: db.url }, slotName: slot, publicationName: slot, tables: ['public.monitor_items'], ...input });
+
+  /** Runs the monitor, recording the settings of every connection it asked for and its one line. */
+  async function run(cfg: MonitorConfig, duringRun?: () => Promise<void>) {
+    const provider = new ConnectionProvider(cfg.database);
+    const opened: ClientConfig[] = [];
+    const lines: string[] = [];
+    const summary = await runMonitor(cfg, {
+      connections: {
+        clientConfig: async (opts) => {
+          const settings = await provider.clientConfig(opts);
+          opened.push(settings);
+          return settings;
+        },
+        invalidate: () => provider.invalidate(),
+      },
+      write: async (line) => {
+        lines.push(line);
+        await duringRun?.();
+      },
+      now: () => 1_800_000_000_000,
+    });
+    expect(lines).toHaveLength(1);
+    return { summary, opened, doc: JSON.parse(lines[0] as string) as Record<string, unknown> };
+  }
+
+  beforeAll(async () => {
+    db = await testDatabase('monitor');
+    slot = db.name;
+    await withClient(db.url, async (c) => {
+      await c.query('CREATE TABLE monitor_items (id int PRIMARY KEY, body text NOT NULL)');
+      await c.query('CREATE TABLE monitor_unpublished (id int PRIMARY KEY)');
+      await c.query(`CREATE PUBLICATION ${slot} FOR TABLE monitor_items`);
+      await c.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+      // WAL the slot must keep, with no consumer to confirm any of it.
+      await c.query(`INSERT INTO monitor_items SELECT g, repeat('x', ${ROW_BYTES}) FROM generate_series(1, ${ROWS}) AS g`);
+    });
+  });
+
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('reports the lag and retained WAL of a slot nobody consumes, in valid EMF, over a plain connection', async () => {
+    const sessions: Session[][] = [];
+    const walsenders: number[] = [];
+    const before = await currentLsn();
+    const { summary, opened, doc } = await run(config(), async () => {
+      // While the monitor's connection is open: what kind of backend is it?
+      sessions.push(await sql<Session>(`SELECT backend_type FROM pg_stat_activity WHERE application_name = 'pgrelay-monitor' AND datname = current_database()`));
+      // Other test files share the server: look only at this database and this slot.
+      const senders = await sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'walsender' AND datname = current_database()
+         UNION ALL SELECT count(*)::int FROM pg_replication_slots WHERE slot_name = $1 AND active`,
+        [slot],
+      );
+      walsenders.push(senders.reduce((sum, r) => sum + r.n, 0));
+    });
+    const after = await currentLsn();
+
+    expect(emfProblems(doc)).toEqual([]);
+    expect(doc).toMatchObject({ Source: 'monitor-test', Slot: slot, slotState: 'ok', SlotActive: 0, SlotLost: 0, SlotMissing: 0, PublicationMissingTables: 0, activePid: null });
+    expect((doc._aws as { Timestamp: number }).Timestamp).toBe(1_800_000_000_000);
+
+    // The lag is the distance from the WAL position the monitor read to the slot's confirmed position...
+    const [slotRow] = await sql<{ confirmed: string; wal_status: string; lag: string; retained: string; current_between: boolean }>(
+      `SELECT confirmed_flush_lsn::text AS confirmed, wal_status,
+              pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::text AS lag,
+              pg_wal_lsn_diff($1::pg_lsn, restart_lsn)::text AS retained,
+              $1::pg_lsn >= $2::pg_lsn AND $1::pg_lsn <= $3::pg_lsn AS current_between
+       FROM pg_replication_slots WHERE slot_name = $4`,
+      [doc.currentWalLsn, before, after, slot],
+    );
+    expect(slotRow).toBeDefined();
+    expect(doc.confirmedFlushLsn).toBe(slotRow?.confirmed);
+    expect(doc.walStatus).toBe(slotRow?.wal_status);
+    expect(doc.SlotLagBytes).toBe(Number(slotRow?.lag));
+    expect(doc.SlotRetainedWalBytes).toBe(Number(slotRow?.retained));
+    // ...and that position was read during the call, not before it or from a cache.
+    expect(slotRow?.current_between).toBe(true);
+    // The rows inserted after the slot was created are all unconfirmed.
+    expect(doc.SlotLagBytes as number).toBeGreaterThan(ROWS * ROW_BYTES);
+    expect(doc.SlotRetainedWalBytes as number).toBeGreaterThanOrEqual(doc.SlotLagBytes as number);
+    expect(summary).toEqual({
+      sourceId: 'monitor-test',
+      slotName: slot,
+      slotState: 'ok',
+      lagBytes: doc.SlotLagBytes,
+      retainedWalBytes: doc.SlotRetainedWalBytes,
+      missingTables: [],
+    });
+
+    // One ordinary connection: no walsender flag asked for, a client backend on the server, no walsender in this database or on the slot.
+    expect(opened).toHaveLength(1);
+    expect(opened[0]).not.toHaveProperty('replication');
+    expect(sessions).toEqual([[{ backend_type: 'client backend' }]]);
+    expect(walsenders).toEqual([0]);
+    // And it was closed afterwards.
+    expect(await sql(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgrelay-monitor' AND datname = current_database()`)).toEqual([]);
+  });
+
+  it('reports a slot that does not exist as missing and lost, with no distances', async () => {
+    const { doc, summary } = await run(config({ slotName: 'pgrelay_monitor_absent' }));
+    expect(emfProblems(doc)).toEqual([]);
+    expect(doc).toMatchObject({ Slot: 'pgrelay_monitor_absent', slotState: 'missing', SlotMissing: 1, SlotLost: 1, SlotActive: 0 });
+    // Unknown distances are left out, never sent as a healthy-looking 0.
+    expect(doc).not.toHaveProperty('SlotLagBytes');
+    expect(doc).not.toHaveProperty('SlotRetainedWalBytes');
+    expect(summary.slotState).toBe('missing');
+  });
+
+  it('counts configured tables the publication lacks', async () => {
+    const { doc, summary } = await run(config({ tables: ['public.monitor_items', 'public.monitor_unpublished'] }));
+    expect(emfProblems(doc)).toEqual([]);
+    expect(doc.PublicationMissingTables).toBe(1);
+    expect(doc.missingTables).toEqual(['public.monitor_unpublished']);
+    expect(summary.missingTables).toEqual(['public.monitor_unpublished']);
+  });
+
+  it('handler() reads PGRELAY_MONITOR_CONFIG and prints one EMF line', async () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    vi.stubEnv('PGRELAY_MONITOR_CONFIG', JSON.stringify({ sourceId: 'monitor-handler', database: { url: db.url }, slotName: slot, publicationName: slot, tables: ['monitor_items'] }));
+    try {
+      const summary = await handler();
+      expect(summary).toMatchObject({ sourceId: 'monitor-handler', slotName: slot, slotState: 'ok' });
+      expect(log).toHaveBeenCalledTimes(1);
+      const doc = JSON.parse(log.mock.calls[0]?.[0] as string) as Record<string, unknown>;
+      expect(emfProblems(doc)).toEqual([]);
+      expect(doc).toMatchObject({ Source: 'monitor-handler', Slot: slot, SlotMissing: 0 });
+    } finally {
+      log.mockRestore();
+      vi.unstubAllEnvs();
+    }
+  });
+
+  it('lists every config problem at once', () => {
+    let error: unknown;
+    try {
+      parseMonitorConfig({ sourceId: 'Bad Id', database: { url: 'mysql://h/db', secretArn: 'arn:aws:secretsmanager:x' }, tables: ['a.b.c'], slotName: 'Bad-Slot', extra: 1 });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^sourceId: /),
+        expect.stringMatching(/^slotName: /),
+        expect.stringMatching(/^database: give either url/),
+        expect.stringMatching(/^tables\.0: /),
+        expect.stringMatching(/extra/),
+      ]),
+    );
+  });
+});
