@@ -121,6 +121,48 @@ function issuePath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(config)' : path.map(String).join('.');
 }
 
+/** `tables`: each `schema.table` parsed, none twice; problems pushed by index. */
+export function parseTableList(value: unknown, problems: string[]): TableName[] {
+  const tables: TableName[] = [];
+  const seen = new Set<string>();
+  if (!Array.isArray(value)) return tables;
+  value.forEach((t, i) => {
+    if (typeof t !== 'string') return;
+    const parsed = parseTableName(t);
+    if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
+    else if (seen.has(tableKey(parsed))) problems.push(`tables.${i}: ${tableKey(parsed)} is listed twice`);
+    else {
+      seen.add(tableKey(parsed));
+      tables.push(parsed);
+    }
+  });
+  return tables;
+}
+
+/** `database`: a URL, or host + name + secretArn; a verifying sslMode needs a CA bundle. */
+export function databaseProblems(db: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const hasUrl = typeof db.url === 'string';
+  if (hasUrl && (db.host !== undefined || db.secretArn !== undefined)) {
+    problems.push('database: give either url, or host + name + secretArn, not both');
+  } else if (!hasUrl) {
+    if (db.host === undefined) problems.push('database.host: required when database.url is not given');
+    if (db.name === undefined) problems.push('database.name: required when database.url is not given');
+    if (db.secretArn === undefined) problems.push('database.secretArn: required when database.url is not given');
+  } else {
+    try {
+      const u = new URL(db.url as string);
+      if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') problems.push('database.url: must start with postgres:// or postgresql://');
+    } catch {
+      problems.push('database.url: not a valid URL');
+    }
+  }
+  if ((db.sslMode === 'verify-ca' || db.sslMode === 'verify-full') && db.caBundle === undefined) {
+    problems.push(`database.caBundle: required with sslMode ${String(db.sslMode)} (PEM text or a file path)`);
+  }
+  return problems;
+}
+
 /** Validate a config object; throws one ConfigError listing every problem. */
 export function parseStreamerConfig(input: unknown): StreamerConfig {
   const result = streamerConfigSchema.safeParse(input);
@@ -130,20 +172,8 @@ export function parseStreamerConfig(input: unknown): StreamerConfig {
   }
   // Cross-field checks run even when the schema failed elsewhere, so one run lists everything.
   const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
-  const tables: TableName[] = [];
-  const seen = new Set<string>();
-  if (Array.isArray(raw.tables)) {
-    raw.tables.forEach((t, i) => {
-      if (typeof t !== 'string') return;
-      const parsed = parseTableName(t);
-      if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
-      else if (seen.has(tableKey(parsed))) problems.push(`tables.${i}: ${tableKey(parsed)} is listed twice`);
-      else {
-        seen.add(tableKey(parsed));
-        tables.push(parsed);
-      }
-    });
-  }
+  const tables = parseTableList(raw.tables, problems);
+  const seen = new Set(tables.map(tableKey));
   const tableKeys = new Map<string, string[]>();
   if (raw.tableKeys && typeof raw.tableKeys === 'object') {
     for (const [name, cols] of Object.entries(raw.tableKeys as Record<string, unknown>)) {
@@ -153,28 +183,7 @@ export function parseStreamerConfig(input: unknown): StreamerConfig {
       else if (Array.isArray(cols)) tableKeys.set(tableKey(parsed), cols.map(String));
     }
   }
-  const db = (raw.database ?? {}) as Record<string, unknown>;
-  if (raw.database !== undefined) {
-    const hasUrl = typeof db.url === 'string';
-    const hasHost = typeof db.host === 'string';
-    if (hasUrl && (hasHost || db.secretArn !== undefined)) {
-      problems.push('database: give either url, or host + name + secretArn, not both');
-    } else if (!hasUrl) {
-      if (!hasHost) problems.push('database.host: required when database.url is not given');
-      if (db.name === undefined) problems.push('database.name: required when database.url is not given');
-      if (db.secretArn === undefined) problems.push('database.secretArn: required when database.url is not given');
-    } else {
-      try {
-        const u = new URL(db.url as string);
-        if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') problems.push('database.url: must start with postgres:// or postgresql://');
-      } catch {
-        problems.push('database.url: not a valid URL');
-      }
-    }
-    if ((db.sslMode === 'verify-ca' || db.sslMode === 'verify-full') && db.caBundle === undefined) {
-      problems.push(`database.caBundle: required with sslMode ${String(db.sslMode)} (PEM text or a file path)`);
-    }
-  }
+  if (typeof raw.database === 'object' && raw.database !== null) problems.push(...databaseProblems(raw.database as Record<string, unknown>));
   if (result.success) {
     const b = result.data.batch;
     if (result.data.maxInFlightBytes < 2 * b.maxBytes) problems.push('maxInFlightBytes: must be at least twice batch.maxBytes');
@@ -285,16 +294,8 @@ export interface TransformConfig extends Omit<z.output<typeof transformConfigSch
 export function parseTransformConfig(input: unknown): TransformConfig {
   const result = transformConfigSchema.safeParse(input);
   const problems: string[] = result.success ? [] : result.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`);
-  const tables: TableName[] = [];
   const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
-  if (Array.isArray(raw.tables)) {
-    raw.tables.forEach((t, i) => {
-      if (typeof t !== 'string') return;
-      const parsed = parseTableName(t);
-      if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
-      else tables.push(parsed);
-    });
-  }
+  const tables = parseTableList(raw.tables, problems);
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return { ...result.data, tables };
 }

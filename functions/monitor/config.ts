@@ -4,9 +4,9 @@
  * parsed once from PGRELAY_MONITOR_CONFIG. Every problem is reported at once.
  */
 import { z } from 'zod';
-import { streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
+import { databaseProblems, parseTableList, streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
 import { ConfigError } from '#core/errors.ts';
-import { parseTableName, tableKey, type TableName } from '#core/identifiers.ts';
+import type { TableName } from '#core/identifiers.ts';
 
 const shared = streamerConfigSchema.shape;
 
@@ -44,42 +44,13 @@ function issuePath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(config)' : path.map(String).join('.');
 }
 
-/** url, or host + name + secretArn; a verifying sslMode needs a CA bundle. */
-function databaseProblems(db: Record<string, unknown>): string[] {
-  const problems: string[] = [];
-  const hasUrl = typeof db.url === 'string';
-  if (hasUrl && (db.host !== undefined || db.secretArn !== undefined)) problems.push('database: give either url, or host + name + secretArn, not both');
-  else if (!hasUrl) {
-    if (db.host === undefined) problems.push('database.host: required when database.url is not given');
-    if (db.name === undefined) problems.push('database.name: required when database.url is not given');
-    if (db.secretArn === undefined) problems.push('database.secretArn: required when database.url is not given');
-  } else if (!/^postgres(ql)?:\/\//.test(db.url as string)) problems.push('database.url: must start with postgres:// or postgresql://');
-  if ((db.sslMode === 'verify-ca' || db.sslMode === 'verify-full') && db.caBundle === undefined) {
-    problems.push(`database.caBundle: required with sslMode ${String(db.sslMode)} (PEM text or a file path)`);
-  }
-  return problems;
-}
-
 /** Validate a config object; throws one ConfigError listing every problem. */
 export function parseMonitorConfig(input: unknown, defaults: { region?: string } = {}): MonitorConfig {
   const result = monitorConfigSchema.safeParse(input);
   const problems = result.success ? [] : result.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`);
   const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
   if (typeof raw.database === 'object' && raw.database !== null) problems.push(...databaseProblems(raw.database as Record<string, unknown>));
-  const tables: TableName[] = [];
-  const seen = new Set<string>();
-  if (Array.isArray(raw.tables)) {
-    raw.tables.forEach((t, i) => {
-      if (typeof t !== 'string') return;
-      const parsed = parseTableName(t);
-      if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
-      else if (seen.has(tableKey(parsed))) problems.push(`tables.${i}: ${tableKey(parsed)} is listed twice`);
-      else {
-        seen.add(tableKey(parsed));
-        tables.push(parsed);
-      }
-    });
-  }
+  const tables = parseTableList(raw.tables, problems);
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   const data = result.data;
   // The same defaults as the streamer's, so both point at one slot without saying so twice.
