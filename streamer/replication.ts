@@ -50,6 +50,9 @@ export class ReplicationStream {
   private paused = false;
   private coalescing = false;
   private stopping = false;
+  private signalStopped!: () => void;
+  /** Resolves when stop() is called. */
+  private readonly stopped = new Promise<void>((resolve) => (this.signalStopped = resolve));
   /** Bytes of pgoutput payload received (for metrics). */
   receivedBytes = 0;
 
@@ -65,14 +68,22 @@ export class ReplicationStream {
   async run(startLsn: bigint, handlers: ReplicationHandlers): Promise<void> {
     const client = new pg.Client({ ...this.clientConfig, replication: 'database' } as pg.ClientConfig);
     this.client = client;
-    client.on('error', () => {}); // a dead socket also rejects the query below; that is where we learn of it
-    await client.connect();
-    if (this.stopping) {
-      await client.end().catch(() => {});
-      return;
-    }
+    // pg creates its connection (and socket) with the client, so stop() can reach the socket
+    // in every phase, connecting included.
     const connection = (client as unknown as { connection: PgConnection }).connection;
     this.connection = connection;
+    client.on('error', () => {}); // a dead socket also rejects the query below; that is where we learn of it
+    // When end() lands before the socket has connected, pg's connect() can stay pending for
+    // ever (regression test in test/integration/replication.test.ts): stop() settles run().
+    const connecting = client.connect();
+    connecting.catch(() => {});
+    try {
+      await Promise.race([connecting, this.stopped]);
+    } catch (err) {
+      if (this.stopping) return;
+      throw err;
+    }
+    if (this.stopping) return; // stop() is closing the client
     if (this.paused) connection.stream.pause(); // paused while we were connecting
     let failure: unknown;
     connection.on('copyData', ({ chunk }) => {
@@ -152,6 +163,7 @@ export class ReplicationStream {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.signalStopped();
     const client = this.client;
     if (!client) return;
     this.connection?.stream.resume();

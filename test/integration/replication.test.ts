@@ -45,6 +45,27 @@ describe('replication stream', () => {
     }
   });
 
+  // Regression (seen under load in CI): stop() while the client was still connecting could not
+  // reach the socket, and run() never settled.
+  it('stop() during connect settles both stop() and run(), every time', async () => {
+    const { db, slot, clientConfig } = await prepare('connecting');
+    try {
+      for (let i = 0; i < 20; i++) {
+        const stream = new ReplicationStream(clientConfig, { slotName: slot, publicationName: 'p', messages: true });
+        const running = stream.run(0n, { onData: () => {}, onKeepalive: () => {} });
+        running.catch(() => {});
+        // Let the connection get somewhere different each round: none, some, or all of the handshake.
+        for (let k = 0; k < i % 5; k++) await new Promise((r) => setImmediate(r));
+        const t0 = performance.now();
+        await stream.stop();
+        await running.catch(() => {});
+        expect(performance.now() - t0).toBeLessThan(6_000);
+      }
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
+
   it('stops promptly while paused', async () => {
     const db = await testDatabase('paused');
     const slot = slotNameFor(db.url);
