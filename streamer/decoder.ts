@@ -9,7 +9,7 @@ import { tableKey } from '#core/identifiers.ts';
 import { fnv1a, mix32, tablePrefixHash } from '#core/partition.ts';
 import { formatLsn, pgMicrosToIso } from '#core/position.ts';
 import { stringifyLossless, type TypeRegistry, type ValueWriter } from '#core/values.ts';
-import { NULL, UNCHANGED_TOAST, parsePgOutput, type PgOutputMessage, type RelationColumn, type Tuple } from './pgoutput.ts';
+import { NULL, UNCHANGED_TOAST, parsePgOutput, type PgOutputMessage, type Tuple } from './pgoutput.ts';
 
 /** What the source check resolved for a configured table. */
 export interface TableInfo {
@@ -38,13 +38,13 @@ interface Relation {
   ref: string; // schema.table
   /** `"schema":…,"table":…` as JSON. */
   namesJson: string;
-  columns: RelationColumn[];
   names: string[];
   /** `"column":` per column, JSON-quoted once. */
   prefixes: string[];
   writers: ValueWriter[];
   keyIndexes: number[];
-  jsonColumn: boolean[];
+  /** Indexes of json/jsonb columns (domains included): where JSON null can occur. */
+  jsonIndexes: number[];
   /** FNV state after `schema.table` and the separator (see partitionOf). */
   hashPrefix: number;
 }
@@ -227,12 +227,11 @@ export class Decoder {
     this.relations.set(msg.relationId, {
       ref,
       namesJson,
-      columns: msg.columns,
       names,
       prefixes,
       writers: msg.columns.map((c) => this.opts.types.writer(c.typeOid)),
       keyIndexes,
-      jsonColumn: msg.columns.map((c) => JSON_OIDS.has(this.opts.types.baseOid(c.typeOid))),
+      jsonIndexes: msg.columns.flatMap((c, i) => (JSON_OIDS.has(this.opts.types.baseOid(c.typeOid)) ? [i] : [])),
       hashPrefix: tablePrefixHash(ref),
     });
   }
@@ -362,8 +361,7 @@ export class Decoder {
   /** json/jsonb columns holding the JSON literal null (SQL NULL is not listed). */
   private jsonNulls(rel: Relation, tuple: Tuple): string[] | undefined {
     let found: string[] | undefined;
-    for (let i = 0; i < rel.jsonColumn.length; i++) {
-      if (!rel.jsonColumn[i]) continue;
+    for (const i of rel.jsonIndexes) {
       const v = tuple[i];
       if (typeof v === 'string' && (v === 'null' || v.trim() === 'null')) (found ??= []).push(rel.names[i] as string);
     }

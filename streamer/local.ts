@@ -184,7 +184,7 @@ export async function runLocal(argv: string[]): Promise<number> {
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
     const sqs = new SQSClient({ region: 'us-east-1', endpoint: emulator.endpoint, credentials });
     const s3 = new S3Client({ region: 'us-east-1', endpoint: emulator.endpoint, forcePathStyle: true, credentials });
-    const dlq = await sqs.send(new CreateQueueCommand({ QueueName: 'pgrelay-changes-dlq.fifo', Attributes: { FifoQueue: 'true' } }));
+    await sqs.send(new CreateQueueCommand({ QueueName: 'pgrelay-changes-dlq.fifo', Attributes: { FifoQueue: 'true' } }));
     const changes = await sqs.send(
       new CreateQueueCommand({
         QueueName: 'pgrelay-changes.fifo',
@@ -194,7 +194,6 @@ export async function runLocal(argv: string[]): Promise<number> {
     const nodes = await sqs.send(new CreateQueueCommand({ QueueName: 'pgrelay-nodes.fifo', Attributes: { FifoQueue: 'true' } }));
     await s3.send(new CreateBucketCommand({ Bucket: 'pgrelay-local' }));
     s3.destroy();
-    void dlq;
     const tables = opts.tables ?? DEMO_TABLES;
 
     // The same config documents production uses; only the endpoints differ.
@@ -250,14 +249,11 @@ export async function runLocal(argv: string[]): Promise<number> {
         },
       ]);
     }
-    const problems: string[] = [];
     const log = createLogger({
       level: 'warn',
       write: (line) => {
         const entry = JSON.parse(line) as { level: string; msg: string; error?: { message?: string } };
-        const text = `${entry.level}: ${entry.msg}${entry.error?.message ? ` (${entry.error.message})` : ''}`;
-        problems.push(text);
-        say(text);
+        say(`${entry.level}: ${entry.msg}${entry.error?.message ? ` (${entry.error.message})` : ''}`);
       },
     });
     const streamer = new Streamer({

@@ -53,8 +53,6 @@ export class ReplicationStream {
   private signalStopped!: () => void;
   /** Resolves when stop() is called. */
   private readonly stopped = new Promise<void>((resolve) => (this.signalStopped = resolve));
-  /** Bytes of pgoutput payload received (for metrics). */
-  receivedBytes = 0;
 
   constructor(
     private readonly clientConfig: pg.ClientConfig,
@@ -90,7 +88,6 @@ export class ReplicationStream {
       if (failure !== undefined || this.stopping) return;
       const tag = chunk[0];
       if (tag === XLOG_DATA) {
-        this.receivedBytes += chunk.length - XLOG_HEADER;
         handlers.onData(chunk.subarray(XLOG_HEADER));
       } else if (tag === KEEPALIVE) {
         handlers.onKeepalive(chunk.readBigUInt64BE(1), chunk[17] === 1);

@@ -22,6 +22,8 @@ export interface NodeEventOut {
   event: GraphNodeEvent;
   /** The event's JSON (or, for one too large for a message, its claim-check ref's JSON). */
   json: string;
+  /** UTF-8 bytes of `json`, measured once. */
+  bytes: number;
   /** Which event of its change this is (a key change yields two): part of the dedup id. */
   index: number;
 }
@@ -75,7 +77,7 @@ export function packNodesMessages(events: NodeEventOut[], partitions: number): N
       bytes = ENVELOPE;
     };
     for (const e of list) {
-      const size = Buffer.byteLength(e.json) + 1;
+      const size = e.bytes + 1;
       if (current.length > 0 && bytes + size > NODES_MESSAGE_MAX_BYTES) close();
       current.push(e);
       bytes += size;

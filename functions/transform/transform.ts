@@ -104,7 +104,10 @@ export class Transform {
     try {
       for (const change of batch.changes) {
         const events = toGraphEvents(change, { source: this.deps.config.sourceId, labels: this.labels, partition: batch.partition });
-        for (let i = 0; i < events.length; i++) out.push({ event: events[i] as GraphNodeEvent, json: stringifyLossless(events[i]), index: i });
+        for (let i = 0; i < events.length; i++) {
+          const json = stringifyLossless(events[i]);
+          out.push({ event: events[i] as GraphNodeEvent, json, bytes: Buffer.byteLength(json), index: i });
+        }
       }
     } catch (err) {
       this.deps.log.error('record holds a change that cannot be turned into node events', {
@@ -139,11 +142,11 @@ export class Transform {
     if (selected.length === 0) return true;
     const sized: NodeEventOut[] = [];
     for (const e of selected) {
-      if (Buffer.byteLength(e.json) <= NODES_EVENT_MAX_BYTES) sized.push(e);
+      if (e.bytes <= NODES_EVENT_MAX_BYTES) sized.push(e);
       else {
         const ref = await this.offload(e.event, e.json, record);
         if (ref === undefined) return false;
-        sized.push({ ...e, json: ref });
+        sized.push({ ...e, json: ref, bytes: Buffer.byteLength(ref) });
       }
     }
     const result = await sendNodesMessages(target.client, target.queueUrl, packNodesMessages(sized, partitions));
