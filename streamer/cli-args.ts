@@ -7,12 +7,15 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '#core/errors.ts';
 import { parseTableName, type TableName } from '#core/identifiers.ts';
+import { DEFAULT_STATE_SCHEMA } from '#shared/source-state.ts';
 import { ConnectionProvider, secretsManagerSource } from './connection.ts';
 
 export interface OperatorTarget {
   connections: ConnectionProvider;
   slotName: string;
   publicationName: string;
+  /** pgrelay's bookkeeping schema in the database (the config's stateSchema, default pgrelay). */
+  stateSchema: string;
   /** Configured tables, when known (from --tables or the config). */
   tables: TableName[];
   json: boolean;
@@ -99,6 +102,7 @@ export function parseOperatorArgs(argv: string[], env: Record<string, string | u
     connections: new ConnectionProvider(database, database.secretArn ? secretsManagerSource(region) : undefined),
     slotName: values.slot ?? (typeof doc.slotName === 'string' ? doc.slotName : defaultName),
     publicationName: values.publication ?? (typeof doc.publicationName === 'string' ? doc.publicationName : defaultName),
+    stateSchema: typeof doc.stateSchema === 'string' ? doc.stateSchema : DEFAULT_STATE_SCHEMA,
     tables,
     json: values.json ?? false,
     yes: values.yes ?? false,

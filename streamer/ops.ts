@@ -15,6 +15,7 @@ import { ConfigError, PgRelayError } from '#core/errors.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 import { OPERATOR_USAGE, parseOperatorArgs } from './cli-args.ts';
 import { explainConnectionFailure, type ConnectionProvider } from './connection.ts';
+import { forgetSlot, readSlotWatch, stateSchemaReadable } from '#shared/source-state.ts';
 import { readSlot } from './source.ts';
 import { formatBytes, readStatus, statusProblems, type SourceStatus, type StatusProblem } from './status.ts';
 
@@ -113,6 +114,16 @@ export function formatStatus(where: string, s: SourceStatus, problems: StatusPro
       out += line('retained WAL', `${formatBytes(slot.retainedWalBytes)} (${safe})`);
     }
   }
+  const w = s.watch;
+  if (w !== null) {
+    if (w.confirmedSeenAt !== null && slot.state !== 'missing' && w.confirmedLsn === slot.confirmedFlushLsn) {
+      out += line('monitor', `acknowledged position unchanged since ${w.confirmedSeenAt.toISOString()} (the monitor's last look)`);
+    } else if (w.confirmedSeenAt !== null) {
+      out += line('monitor', `acknowledged position moved since the monitor's last look (${w.confirmedSeenAt.toISOString()})`);
+    }
+    if (w.lastStopAt !== null) out += line('last restart', `${w.lastStopAt.toISOString()}: ${w.lastStopReason ?? ''}`);
+    if (w.recreatedAt !== null) out += line('gap', `slot recreated ${w.recreatedAt.toISOString()}: changes after ${w.gapAfterLsn ?? '?'} and before ${w.gapUntilLsn ?? '?'} were lost; tables requested for a re-read`);
+  }
   const pub = s.publication;
   out += line(
     'publication',
@@ -177,6 +188,16 @@ export async function slotCommand(argv: string[], io: OperatorIo = processIo()):
       const where = session.where as string;
       const db = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]?.db;
       const slot = await readSlot(client, name);
+      const remembered = (await stateSchemaReadable(client, target.stateSchema)) && (await readSlotWatch(client, target.stateSchema, name)) !== undefined;
+      if (slot === undefined && remembered) {
+        // Dropped by someone after the monitor saw it: the streamer refuses to create it again
+        // until an operator accepts the gap, which is what this does.
+        await forgetSlot(client, target.stateSchema, name);
+        const message = `replication slot ${name} was already gone from ${where}; pgrelay has forgotten it, so the streamer creates a new one at its next start. Changes committed while it was missing are not streamed: bootstrap the tables to re-read them`;
+        if (target.json) io.out(`${JSON.stringify({ target: where, slot: name, dropped: false, forgotten: true, message })}\n`);
+        else io.out(`${message}\n`);
+        return 0;
+      }
       if (slot === undefined) return session.fail(1, `replication slot ${name} does not exist on ${where}, so there is nothing to drop; check --slot (or slotName in the config)`);
       // pg_drop_replication_slot works across the cluster: never drop another database's slot.
       if (slot.database !== db) {
@@ -203,6 +224,7 @@ export async function slotCommand(argv: string[], io: OperatorIo = processIo()):
             : `replication slot ${name} was taken by process ${outcome.pid ?? '?'} meanwhile: nothing was dropped; stop the streamer first, or pass --force`,
         );
       }
+      if (remembered) await forgetSlot(client, target.stateSchema, name);
       if (target.json) io.out(`${JSON.stringify({ target: where, slot: name, dropped: true, terminatedPids: outcome.terminated })}\n`);
       else {
         const ended = outcome.terminated.length > 0 ? ` after ending the session of process ${outcome.terminated.join(', ')}` : '';

@@ -4,6 +4,7 @@
  * `managePublication` and privileges allow), and the pgoutput slot. The publication is made
  * before the slot: a slot decodes with historic catalogs and would not see a later one.
  */
+import { readSlotWatch, stateSchemaReadable } from '#shared/source-state.ts';
 import type { Client } from 'pg';
 import type { StreamerConfig } from '#core/config.ts';
 import { SourceError, type SourceErrorCode } from '#core/errors.ts';
@@ -254,10 +255,11 @@ export async function readSlot(client: Client, slotName: string): Promise<(SlotS
   };
 }
 
-export async function ensureSlot(client: Client, slotName: string, log: Logger): Promise<SlotState> {
+export async function ensureSlot(client: Client, slotName: string, log: Logger, stateSchema?: string): Promise<SlotState> {
   let slot = await readSlot(client, slotName);
   let created = false;
   if (!slot) {
+    await refuseIfDropped(client, slotName, stateSchema);
     try {
       await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slotName]);
       created = true;
@@ -284,9 +286,30 @@ export async function ensureSlot(client: Client, slotName: string, log: Logger):
     throw new SourceError('SLOT_DATABASE', `replication slot ${slotName} belongs to database ${slot.database}, not ${db}; pick another slotName`);
   }
   if (slot.walStatus === 'lost') {
-    throw new SourceError('SLOT_LOST', `replication slot ${slotName} was invalidated (wal_status = lost): the WAL it needed is gone, so changes were lost; drop it (SELECT pg_drop_replication_slot('${slotName}')) and bootstrap the tables again`);
+    throw new SourceError(
+      'SLOT_LOST',
+      `replication slot ${slotName} was invalidated (wal_status = lost): the WAL it needed is gone, so changes after ${formatLsn(slot.confirmedFlushLsn)} were lost. ${REPAIR_HINT(slotName)}`,
+    );
   }
   return { ...slot, created };
+}
+
+const REPAIR_HINT = (slotName: string) =>
+  `Turn on the monitor's recreateLostSlot to have it recreate the slot and request a re-read of every table, or accept the gap by hand: pgrelay slot drop --slot ${slotName}, then start the streamer again`;
+
+/**
+ * A missing slot that pgrelay's monitor had seen was dropped by someone: creating it again
+ * would start streaming from now and hide every change in between, so refuse and say so.
+ * Without the state schema (no monitor yet, or a try-it run) a missing slot is simply new.
+ */
+async function refuseIfDropped(client: Client, slotName: string, stateSchema: string | undefined): Promise<void> {
+  if (stateSchema === undefined || !(await stateSchemaReadable(client, stateSchema))) return;
+  const watch = await readSlotWatch(client, stateSchema, slotName);
+  if (watch === undefined) return;
+  throw new SourceError(
+    'SLOT_LOST',
+    `replication slot ${slotName} was dropped: pgrelay's monitor had seen it since ${watch.registeredAt.toISOString()}, acknowledged up to ${watch.confirmedLsn ?? 'an unknown position'}; changes committed after that were not streamed. ${REPAIR_HINT(slotName)}`,
+  );
 }
 
 export async function loadTypes(client: Client, oids?: number[]): Promise<PgType[]> {
@@ -300,6 +323,6 @@ export async function prepareSource(client: Client, config: StreamerConfig, log:
   const serverVersion = await checkWalLevel(client);
   const tables = await resolveTables(client, config);
   await ensurePublication(client, config, serverVersion, log, tables);
-  const slot = await ensureSlot(client, config.slotName, log);
+  const slot = await ensureSlot(client, config.slotName, log, config.stateSchema);
   return { serverVersion, tables, slot };
 }

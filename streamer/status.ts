@@ -6,12 +6,15 @@
  */
 import type { Client, QueryResultRow } from 'pg';
 import { tableKey, type TableName } from '#core/identifiers.ts';
+import { readBootstrapRequests, readSlotWatch, stateSchemaReadable, type BootstrapRequest, type SlotWatch } from '#shared/source-state.ts';
 
 export interface StatusTarget {
   slotName: string;
   publicationName: string;
   /** Configured tables; the publication's own tables are reported as well. */
   tables: TableName[];
+  /** pgrelay's bookkeeping schema; bootstrap progress and the monitor's observations come from it. */
+  stateSchema?: string;
 }
 
 /** A slot row as PostgreSQL reports it, with the distances pgrelay watches. */
@@ -59,14 +62,19 @@ export interface PublicationStatus {
 }
 
 /**
- * Where the initial load of a table stands. Bootstrap arrives in a later release; until then
- * every table reports `untracked`, and that release adds its states to this union.
+ * Where the initial load of a table stands: `untracked` when pgrelay's state schema does not
+ * exist (the monitor has not run yet) or cannot be read; `not-requested` when nothing asked
+ * for it; otherwise the request as recorded (bootstrap itself arrives in a later release, so
+ * requests wait as `requested` until then).
  */
-export type BootstrapProgress = { state: 'untracked'; detail: string };
+export type BootstrapProgress =
+  | { state: 'untracked'; detail: string }
+  | { state: 'not-requested'; detail: string }
+  | ({ detail: string } & Omit<BootstrapRequest, 'table'>);
 
 export const BOOTSTRAP_UNTRACKED: BootstrapProgress = {
   state: 'untracked',
-  detail: 'not tracked yet (bootstrap arrives in a later release)',
+  detail: 'not tracked (no pgrelay state schema yet: the monitor creates it on its first run)',
 };
 
 export interface TableStatus {
@@ -89,6 +97,10 @@ export interface SourceStatus {
   slot: SlotStatus;
   publication: PublicationStatus;
   tables: TableStatus[];
+  /** What the monitor recorded about the slot, when the state schema exists and has a row for it. */
+  watch: SlotWatch | null;
+  /** Whether the state schema exists and is readable (false: watch and bootstrap are unknown). */
+  stateReadable: boolean;
 }
 
 export interface StatusProblem {
@@ -105,7 +117,10 @@ export async function readStatus(client: Client, target: StatusTarget): Promise<
   );
   const slot = await readSlotStatus(client, target.slotName, server.version_num, server.db, server.in_recovery);
   const publication = await readPublication(client, target);
-  const tables = await readTables(client, target, publication);
+  const stateReadable = target.stateSchema !== undefined && (await stateSchemaReadable(client, target.stateSchema));
+  const state = stateReadable ? (target.stateSchema as string) : undefined;
+  const tables = await readTables(client, target, publication, state);
+  const watch = state !== undefined ? ((await readSlotWatch(client, state, target.slotName)) ?? null) : null;
   return {
     database: server.db,
     serverVersion: server.version,
@@ -115,6 +130,8 @@ export async function readStatus(client: Client, target: StatusTarget): Promise<
     slot: slot.slot,
     publication,
     tables,
+    watch,
+    stateReadable,
   };
 }
 
@@ -202,7 +219,7 @@ async function readPublication(client: Client, target: StatusTarget): Promise<Pu
   };
 }
 
-async function readTables(client: Client, target: StatusTarget, publication: PublicationStatus): Promise<TableStatus[]> {
+async function readTables(client: Client, target: StatusTarget, publication: PublicationStatus, stateSchema: string | undefined): Promise<TableStatus[]> {
   const configured = [...new Set(target.tables.map(tableKey))];
   const { rows } = await client.query<{ name: string }>(
     `SELECT n.nspname || '.' || c.relname AS name
@@ -214,7 +231,7 @@ async function readTables(client: Client, target: StatusTarget, publication: Pub
   const existing = new Set(rows.map((r) => r.name));
   const published = new Set(publication.tables);
   const names = [...configured, ...publication.tables.filter((t) => !configured.includes(t))];
-  const progress = await readBootstrapProgress(client, names);
+  const progress = await readBootstrapProgress(client, names, stateSchema, target.slotName);
   return names.map((table) => ({
     table,
     configured: configured.includes(table),
@@ -224,19 +241,40 @@ async function readTables(client: Client, target: StatusTarget, publication: Pub
   }));
 }
 
-/**
- * Bootstrap progress per `schema.table`. The state table it will read arrives with the
- * bootstrap itself; until then nothing is tracked.
- */
-export async function readBootstrapProgress(_client: Client, tables: string[]): Promise<Map<string, BootstrapProgress>> {
-  return new Map(tables.map((t) => [t, BOOTSTRAP_UNTRACKED]));
+/** Bootstrap progress per `schema.table`, from the state schema when there is one. */
+export async function readBootstrapProgress(client: Client, tables: string[], stateSchema: string | undefined, slotName: string): Promise<Map<string, BootstrapProgress>> {
+  if (stateSchema === undefined) return new Map(tables.map((t) => [t, BOOTSTRAP_UNTRACKED]));
+  const requests = await readBootstrapRequests(client, stateSchema, slotName);
+  return new Map(
+    tables.map((t): [string, BootstrapProgress] => {
+      const r = requests.get(t);
+      if (r === undefined) return [t, { state: 'not-requested', detail: 'not requested' }];
+      const { table: _table, ...rest } = r;
+      return [t, { ...rest, detail: describeBootstrap(r) }];
+    }),
+  );
+}
+
+function describeBootstrap(r: BootstrapRequest): string {
+  const why =
+    r.reason === 'gap'
+      ? `to repair changes lost after ${r.gapAfterLsn ?? '?'} and before ${r.gapUntilLsn ?? '?'}`
+      : r.reason === 'initial'
+        ? 'initial load'
+        : 'asked for by an operator';
+  return `${r.state} (${why}; since ${r.requestedAt.toISOString()})`;
 }
 
 /** What is wrong or worth a look, each as one sentence with the fix. */
 export function statusProblems(status: SourceStatus): StatusProblem[] {
   const problems: StatusProblem[] = [];
   const { slot, publication } = status;
-  if (slot.state === 'missing') {
+  if (slot.state === 'missing' && status.watch !== null) {
+    problems.push({
+      severity: 'blocked',
+      message: `replication slot ${slot.name} was dropped after pgrelay's monitor saw it (acknowledged up to ${status.watch.confirmedLsn ?? '?'}): changes since were lost; the monitor recreates it with recreateLostSlot on, or accept the gap with pgrelay slot drop`,
+    });
+  } else if (slot.state === 'missing') {
     problems.push({
       severity: 'blocked',
       message: `replication slot ${slot.name} does not exist in ${status.database}: start the streamer to create it (changes committed before then are not streamed), or pass the right --slot`,

@@ -17,7 +17,7 @@ import { Checkpoint, type TxMarker } from './checkpoint.ts';
 import { ConnectionProvider, isAuthFailure } from './connection.ts';
 import { Decoder, type ChangeSink, type TableInfo } from './decoder.ts';
 import type { Logger } from './log.ts';
-import { emfDocument } from './metrics.ts';
+import { emfDocument } from '#core/emf.ts';
 import { ReplicationStream } from './replication.ts';
 import { SqsSink } from './sqs-sink.ts';
 import { loadTypes, prepareSource, type PreparedSource } from './source.ts';
@@ -132,15 +132,18 @@ export class Streamer {
           this.absorb(session);
           break;
         }
-        if ((lost as { code?: unknown })?.code === '42704') {
-          // The slot was dropped under us. Recreating it would silently skip every change since
-          // the last confirmed position, so stop and say what it means.
+        const lostCode = (lost as { code?: unknown })?.code;
+        if (lostCode === '42704' || (lostCode === '55000' && /replication slot/.test(String((lost as Error).message)))) {
+          // The slot was dropped (42704) or invalidated (55000, "can no longer access/get changes
+          // from replication slot") under us. Recreating it would silently skip every change
+          // since the last confirmed position, so deliver what was read, stop and say what it means.
           await session.drain(config.shutdownTimeoutMs);
           await session.close();
           this.absorb(session);
+          const what = lostCode === '42704' ? 'was dropped' : 'was invalidated (PostgreSQL removed WAL it still needed)';
           throw new SourceError(
             'SLOT_LOST',
-            `replication slot ${config.slotName} was dropped while the streamer was running: changes committed after ${formatLsn(this.safeLsn)} were not streamed and cannot be; recreate the slot (restart the streamer) and bootstrap the tables again`,
+            `replication slot ${config.slotName} ${what} while the streamer was running: changes committed after ${formatLsn(this.safeLsn)} were not streamed and cannot be. Turn on the monitor's recreateLostSlot to recreate the slot and re-read every table, or accept the gap: pgrelay slot drop --slot ${config.slotName}, then start the streamer again`,
             { cause: lost },
           );
         }
@@ -442,8 +445,15 @@ class Session implements ChangeSink {
     this.checkpoint.keepalive(walEnd);
   }
 
-  message(): void {
-    // Logical decoding messages (heartbeats, bootstrap watermarks) are handled in later stages.
+  message(_prefix: string, _content: Buffer, lsn: bigint, transactional: boolean): void {
+    // A non-transactional message (the monitor's heartbeat, or anyone's) arrives outside any
+    // transaction, in stream order: its position is safe to confirm once everything before it
+    // is, exactly like a keepalive, which is what lets a quiet slot advance. Transactional
+    // messages ride their transaction's commit; bootstrap watermarks will use them.
+    if (!transactional) {
+      if (lsn > this.serverLsn) this.serverLsn = lsn;
+      this.checkpoint.keepalive(lsn);
+    }
   }
 
   private checkBackpressure(): void {

@@ -62,6 +62,11 @@ export const streamerConfigSchema = z
     publicationName: z.string().min(1).max(63).optional(),
     /** Create the publication, or add missing tables to it, when privileges allow. */
     managePublication: z.boolean().default(true),
+    /**
+     * Schema of pgrelay's bookkeeping tables in the source database (slot watch, bootstrap
+     * requests); the monitor creates it. The streamer only reads it.
+     */
+    stateSchema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case identifier: letters, digits and _, at most 63').default('pgrelay'),
     queueUrl: z.string().url().refine((u) => u.endsWith('.fifo'), 'must be a FIFO queue (its URL ends in .fifo)'),
     /** SQS endpoint override (local emulator). */
     sqsEndpoint: z.string().url().optional(),

@@ -1,20 +1,25 @@
 /**
  * The monitor Lambda, on an EventBridge schedule: one ordinary (never replication)
- * connection, the catalog reads of readStatus, one EMF line to stdout for CloudWatch to turn
- * into metrics. Thin: config and connection settings once per container, then runMonitor.
+ * connection, one guardian run (guardian.ts), one EMF line to stdout for CloudWatch to turn
+ * into metrics. Thin: config, connection settings and the ECS client once per container.
+ * A run that fails still prints a document, with MonitorRunFailed = 1, then fails the invocation.
  */
 import pg from 'pg';
 import { PgRelayError } from '#core/errors.ts';
 import { ConnectionProvider, explainConnectionFailure, isAuthFailure, secretsManagerSource } from '#streamer/connection.ts';
-import { readStatus, type SlotStatus } from '#streamer/status.ts';
+import type { SlotStatus } from '#streamer/status.ts';
 import { parseMonitorEnv, type MonitorConfig } from './config.ts';
-import { slotMetrics } from './metrics.ts';
+import { ecsServiceControl } from './ecs.ts';
+import { guard, guardianMetrics, type Action, type Finding, type StreamerService } from './guardian.ts';
+import { runFailedMetrics } from './metrics.ts';
 
 export interface MonitorDeps {
   connections: Pick<ConnectionProvider, 'clientConfig' | 'invalidate'>;
   /** Receives the EMF document as one line (console.log in the Lambda). */
   write(line: string): void | Promise<void>;
-  /** Epoch milliseconds for the document's timestamp. @default Date.now */
+  /** The streamer's ECS service, when the config names one. */
+  service?: StreamerService;
+  /** Epoch milliseconds for the run's clock. @default Date.now */
   now?: () => number;
 }
 
@@ -25,28 +30,43 @@ export interface MonitorSummary {
   lagBytes: number | null;
   retainedWalBytes: number | null;
   missingTables: string[];
+  slotLost: boolean;
+  lastAckAgeSeconds: number | null;
+  inactiveSeconds: number | null;
+  findings: Finding[];
+  actions: Action[];
 }
 
 const APPLICATION_NAME = 'pgrelay-monitor';
 
-/** One check: connect, read the status, write the metrics, disconnect. */
+/** One run: connect, guard, write the metrics, disconnect. */
 export async function runMonitor(config: MonitorConfig, deps: MonitorDeps): Promise<MonitorSummary> {
-  const client = await connect(config, deps.connections);
+  const now = (deps.now ?? Date.now)();
+  let client: pg.Client | undefined;
   try {
-    const status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables });
-    const doc = slotMetrics(status, { sourceId: config.sourceId, now: (deps.now ?? Date.now)() });
-    await deps.write(JSON.stringify(doc));
-    const slot = status.slot.state === 'missing' ? undefined : status.slot;
+    client = await connect(config, deps.connections);
+    const result = await guard(client, config, { now: new Date(now), ...(deps.service !== undefined ? { service: deps.service } : {}) });
+    await deps.write(JSON.stringify(guardianMetrics(result, config.sourceId, now)));
+    const slot = result.status.slot.state === 'missing' ? undefined : result.status.slot;
     return {
       sourceId: config.sourceId,
       slotName: config.slotName,
-      slotState: status.slot.state,
+      slotState: result.status.slot.state,
       lagBytes: slot?.lagBytes ?? null,
       retainedWalBytes: slot?.retainedWalBytes ?? null,
-      missingTables: status.publication.missingTables,
+      missingTables: result.status.publication.missingTables,
+      slotLost: result.slotLost,
+      lastAckAgeSeconds: result.lastAckAgeSeconds ?? null,
+      inactiveSeconds: result.inactiveSeconds ?? null,
+      findings: result.findings,
+      actions: result.actions,
     };
+  } catch (err) {
+    const code = err instanceof PgRelayError ? err.code : ((err as { code?: string }).code ?? 'ERROR');
+    await deps.write(JSON.stringify(runFailedMetrics({ sourceId: config.sourceId, slotName: config.slotName, now, code, message: (err as Error).message })));
+    throw err;
   } finally {
-    await client.end().catch(() => undefined);
+    await client?.end().catch(() => undefined);
   }
 }
 
@@ -76,13 +96,15 @@ async function connect(config: MonitorConfig, connections: MonitorDeps['connecti
   }
 }
 
-let container: { config: MonitorConfig; connections: ConnectionProvider } | undefined;
+let container: { config: MonitorConfig; connections: ConnectionProvider; service?: StreamerService } | undefined;
 
 export async function handler(): Promise<MonitorSummary> {
   if (container === undefined) {
     const config = parseMonitorEnv(process.env);
     const secrets = config.database.secretArn ? secretsManagerSource(config.region, config.secretsEndpoint) : undefined;
-    container = { config, connections: new ConnectionProvider(config.database, secrets) };
+    const service = config.ecs !== undefined ? ecsServiceControl(config.ecs, { region: config.region, ...(config.ecsEndpoint !== undefined ? { endpoint: config.ecsEndpoint } : {}) }) : undefined;
+    container = { config, connections: new ConnectionProvider(config.database, secrets), ...(service !== undefined ? { service } : {}) };
   }
-  return runMonitor(container.config, { connections: container.connections, write: (line) => console.log(line) });
+  const { config, connections, service } = container;
+  return runMonitor(config, { connections, write: (line) => console.log(line), ...(service !== undefined ? { service } : {}) });
 }

@@ -1,18 +1,26 @@
 /**
  * The monitor's view of one source as a CloudWatch embedded-metric-format document: slot
- * health and distances, publication gaps. Pure: a SourceStatus in, one document out.
+ * health and distances, how long the streamer has been quiet, publication gaps, bootstrap
+ * requests, and what the run found and did. Pure: figures in, one document out.
  */
-// Imported from the streamer for now; EMF building belongs in functions/core once the
-// streamer's metrics move there (functions/ must not depend on streamer/ in the long run).
-import { emfDocument, type MetricValue } from '#streamer/metrics.ts';
+import { emfDocument, type MetricValue } from '#core/emf.ts';
 import type { SourceStatus } from '#streamer/status.ts';
 
 export interface SlotMetricsOptions {
   sourceId: string;
   /** Epoch milliseconds: the document's timestamp. */
   now: number;
-  /** Seconds since the streamer last acknowledged a position, when a heartbeat tells us. */
+  /** Changes were lost: the slot was invalidated, dropped after pgrelay saw it, or is not ours. Defaults to "not ok". */
+  slotLost?: boolean;
+  /** Seconds the acknowledged position has not moved, when the monitor has looked before. */
   lastAckAgeSeconds?: number;
+  /** Seconds without a streamer connected to the slot. */
+  inactiveSeconds?: number;
+  /** What the run found and did, carried along for the log reader. */
+  findings?: unknown[];
+  actions?: { kind: string }[];
+  /** 1 for the document of a run that failed before it could read the slot. */
+  runFailed?: boolean;
 }
 
 /**
@@ -23,23 +31,29 @@ export interface SlotMetricsOptions {
 export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Record<string, unknown> {
   const { slot, publication } = status;
   const metrics: MetricValue[] = [];
-  const add = (name: string, value: number | null, unit: MetricValue['unit']) => {
-    if (value !== null) metrics.push({ name, value, unit });
+  const add = (name: string, value: number | null | undefined, unit: MetricValue['unit']) => {
+    if (value !== null && value !== undefined) metrics.push({ name, value, unit });
   };
   const details = slot.state === 'missing' ? undefined : slot;
   // A foreign slot's distances describe someone else's consumer: not ours to report.
   const ours = details !== undefined && details.state !== 'foreign' ? details : undefined;
+  const actions = opts.actions ?? [];
+  const count = (kind: string) => actions.filter((a) => a.kind === kind).length;
+  const pendingBootstrap = status.tables.filter((t) => t.configured && (t.bootstrap.state === 'requested' || t.bootstrap.state === 'running')).length;
 
   add('SlotActive', ours?.active ? 1 : 0, 'Count');
-  add('SlotLagBytes', ours?.lagBytes ?? null, 'Bytes');
-  add('SlotRetainedWalBytes', ours?.retainedWalBytes ?? null, 'Bytes');
-  add('SlotSafeWalSizeBytes', ours?.safeWalSizeBytes ?? null, 'Bytes');
-  // Missing or foreign counts as lost too: either way pgrelay has no slot holding its changes.
-  add('SlotLost', slot.state === 'ok' ? 0 : 1, 'Count');
+  add('SlotLagBytes', ours?.lagBytes, 'Bytes');
+  add('SlotRetainedWalBytes', ours?.retainedWalBytes, 'Bytes');
+  add('SlotSafeWalSizeBytes', ours?.safeWalSizeBytes, 'Bytes');
+  add('SlotLost', (opts.slotLost ?? slot.state !== 'ok') ? 1 : 0, 'Count');
   add('SlotMissing', slot.state === 'missing' ? 1 : 0, 'Count');
+  add('SlotLastAckAgeSeconds', opts.lastAckAgeSeconds, 'Seconds');
+  add('SlotInactiveSeconds', opts.inactiveSeconds, 'Seconds');
   add('PublicationMissingTables', publication.missingTables.length, 'Count');
-  // The metrics union has no `Seconds` unit; the name carries it.
-  if (opts.lastAckAgeSeconds !== undefined) add('SlotLastAckAgeSeconds', opts.lastAckAgeSeconds, 'Seconds');
+  add('BootstrapPendingTables', pendingBootstrap, 'Count');
+  add('StreamerTasksStopped', count('stop-task'), 'Count');
+  add('SlotRecreated', count('recreate-slot'), 'Count');
+  add('MonitorRunFailed', opts.runFailed ? 1 : 0, 'Count');
 
   return emfDocument({ Source: opts.sourceId, Slot: slot.name }, metrics, opts.now, {
     slotState: slot.state,
@@ -50,5 +64,15 @@ export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Rec
     currentWalLsn: status.currentWalLsn,
     publicationExists: publication.exists,
     missingTables: publication.missingTables,
+    bootstrap: Object.fromEntries(status.tables.filter((t) => t.configured).map((t) => [t.table, t.bootstrap.state])),
+    findings: opts.findings ?? [],
+    actions,
+  });
+}
+
+/** The document of a run that failed before it could read the slot: the failure is itself a metric. */
+export function runFailedMetrics(opts: { sourceId: string; slotName: string; now: number; code: string; message: string }): Record<string, unknown> {
+  return emfDocument({ Source: opts.sourceId, Slot: opts.slotName }, [{ name: 'MonitorRunFailed', value: 1, unit: 'Count' }], opts.now, {
+    error: { code: opts.code, message: opts.message },
   });
 }

@@ -18,6 +18,8 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let slot: string;
   const sql = <T extends object>(text: string, params: unknown[] = []) => withClient(db.url, async (c) => (await c.query(text, params)).rows as T[]);
+  const publishedTables = async () =>
+    (await sql<{ t: string }>(`SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`, [slot])).map((r) => r.t);
   const currentLsn = async () => (await sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))[0]?.lsn as string;
 
   const config = (input: Partial<MonitorConfigInput> = {}): MonitorConfig =>
@@ -104,13 +106,14 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
     // The rows inserted after the slot was created are all unconfirmed.
     expect(doc.SlotLagBytes as number).toBeGreaterThan(ROWS * ROW_BYTES);
     expect(doc.SlotRetainedWalBytes as number).toBeGreaterThanOrEqual(doc.SlotLagBytes as number);
-    expect(summary).toEqual({
+    expect(summary).toMatchObject({
       sourceId: 'monitor-test',
       slotName: slot,
       slotState: 'ok',
       lagBytes: doc.SlotLagBytes,
       retainedWalBytes: doc.SlotRetainedWalBytes,
       missingTables: [],
+      slotLost: false,
     });
 
     // One ordinary connection: no walsender flag asked for, a client backend on the server, no walsender in this database or on the slot.
@@ -122,22 +125,89 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
     expect(await sql(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgrelay-monitor' AND datname = current_database()`)).toEqual([]);
   });
 
-  it('reports a slot that does not exist as missing and lost, with no distances', async () => {
+  it('reports a slot not created yet as missing (not lost), with no distances', async () => {
     const { doc, summary } = await run(config({ slotName: 'pgrelay_monitor_absent' }));
     expect(emfProblems(doc)).toEqual([]);
-    expect(doc).toMatchObject({ Slot: 'pgrelay_monitor_absent', slotState: 'missing', SlotMissing: 1, SlotLost: 1, SlotActive: 0 });
+    // pgrelay never saw this slot: the streamer creates it at its first start, nothing was lost.
+    expect(doc).toMatchObject({ Slot: 'pgrelay_monitor_absent', slotState: 'missing', SlotMissing: 1, SlotLost: 0, SlotActive: 0 });
+    expect(summary.findings.map((f) => f.code)).toContain('SLOT_NOT_CREATED');
     // Unknown distances are left out, never sent as a healthy-looking 0.
     expect(doc).not.toHaveProperty('SlotLagBytes');
     expect(doc).not.toHaveProperty('SlotRetainedWalBytes');
     expect(summary.slotState).toBe('missing');
   });
 
-  it('counts configured tables the publication lacks', async () => {
-    const { doc, summary } = await run(config({ tables: ['public.monitor_items', 'public.monitor_unpublished'] }));
+  it('with managePublication off, counts configured tables the publication lacks and names the statement', async () => {
+    const { doc, summary } = await run(config({ tables: ['public.monitor_items', 'public.monitor_unpublished'], managePublication: false }));
     expect(emfProblems(doc)).toEqual([]);
     expect(doc.PublicationMissingTables).toBe(1);
     expect(doc.missingTables).toEqual(['public.monitor_unpublished']);
     expect(summary.missingTables).toEqual(['public.monitor_unpublished']);
+    expect(summary.findings).toContainEqual(
+      expect.objectContaining({ code: 'PUBLICATION_MISSING_TABLES', message: expect.stringContaining(`ALTER PUBLICATION "${slot}" ADD TABLE "public"."monitor_unpublished"`) }),
+    );
+    expect(await publishedTables()).toEqual(['public.monitor_items']);
+  });
+
+  it('adds configured tables the publication lacks, and requests their initial load once', async () => {
+    const cfg = config({ tables: ['public.monitor_items', 'public.monitor_unpublished'] });
+    const first = await run(cfg);
+    expect(emfProblems(first.doc)).toEqual([]);
+    expect(first.summary.actions).toContainEqual({ kind: 'add-to-publication', tables: ['public.monitor_unpublished'] });
+    expect(first.doc.PublicationMissingTables).toBe(0);
+    expect(await publishedTables()).toEqual(['public.monitor_items', 'public.monitor_unpublished']);
+
+    // Every configured, published table pgrelay never loaded has a bootstrap request, recorded in the database.
+    const requests = await sql<{ table_name: string; state: string; reason: string; requested_by: string; requested_at: Date }>(
+      `SELECT table_name, state, reason, requested_by, requested_at FROM pgrelay.bootstrap WHERE slot_name = $1 ORDER BY table_name`,
+      [slot],
+    );
+    expect(requests.map(({ requested_at: _, ...r }) => r)).toEqual([
+      { table_name: 'public.monitor_items', state: 'requested', reason: 'initial', requested_by: 'pgrelay-monitor' },
+      { table_name: 'public.monitor_unpublished', state: 'requested', reason: 'initial', requested_by: 'pgrelay-monitor' },
+    ]);
+    expect(first.doc.BootstrapPendingTables).toBe(2);
+    expect(first.doc.bootstrap).toEqual({ 'public.monitor_items': 'requested', 'public.monitor_unpublished': 'requested' });
+
+    // A second run finds nothing to add and asks for nothing again.
+    const second = await run(cfg);
+    expect(second.summary.actions.filter((a) => a.kind !== 'heartbeat')).toEqual([]);
+    const again = await sql<{ requested_at: Date }>(`SELECT requested_at FROM pgrelay.bootstrap WHERE slot_name = $1 ORDER BY table_name`, [slot]);
+    expect(again.map((r) => r.requested_at.getTime())).toEqual(requests.map((r) => r.requested_at.getTime()));
+  });
+
+  it('without the privileges it needs, says which grant is missing and still reports the slot', async () => {
+    const role = `mon_limited_${db.name}`.slice(0, 63);
+    await sql(`CREATE ROLE ${role} LOGIN REPLICATION PASSWORD 'limited-pw'`);
+    await sql(`CREATE TABLE monitor_later (id int PRIMARY KEY)`);
+    try {
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = 'limited-pw';
+      const cfg = parseMonitorConfig({
+        sourceId: 'monitor-limited',
+        database: { url: url.toString() },
+        slotName: slot,
+        publicationName: slot,
+        tables: ['public.monitor_items', 'public.monitor_later'],
+        stateSchema: 'pgrelay_limited',
+      });
+      const { doc, summary } = await run(cfg);
+      expect(emfProblems(doc)).toEqual([]);
+      expect(doc).toMatchObject({ slotState: 'ok', PublicationMissingTables: 1 });
+      const byCode = new Map(summary.findings.map((f) => [f.code, f.message]));
+      // No CREATE on the database: the state schema cannot be made, and the finding names the grant.
+      expect(byCode.get('STATE_SCHEMA')).toMatch(/CREATE SCHEMA "pgrelay_limited" AUTHORIZATION|GRANT CREATE ON DATABASE/);
+      // Not the owner of the publication or the table: it cannot add it, and says who can, with the statement.
+      expect(byCode.get('PUBLICATION_MISSING_TABLES')).toContain(`ALTER PUBLICATION "${slot}" ADD TABLE "public"."monitor_later"`);
+      expect(byCode.get('PUBLICATION_MISSING_TABLES')).toMatch(/owner/);
+      expect(await publishedTables()).not.toContain('public.monitor_later');
+      expect(await sql(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgrelay_limited'`)).toEqual([]);
+    } finally {
+      await sql(`DROP TABLE monitor_later`);
+      await sql(`DROP OWNED BY ${role}`);
+      await sql(`DROP ROLE ${role}`);
+    }
   });
 
   it('handler() reads PGRELAY_MONITOR_CONFIG and prints one EMF line', async () => {

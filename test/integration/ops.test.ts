@@ -104,7 +104,7 @@ describe('pgrelay status, bootstrap, slot drop', () => {
       expect(doc.slot.lagBytes).toBeLessThanOrEqual(Number(now - written));
       expect(doc.publication).toMatchObject({ name: 'pgrelay_default', exists: true, tables: ['public.items'], missingTables: [] });
       expect(doc.tables).toEqual([
-        { table: 'public.items', configured: true, exists: true, inPublication: true, bootstrap: { state: 'untracked', detail: 'not tracked yet (bootstrap arrives in a later release)' } },
+        { table: 'public.items', configured: true, exists: true, inPublication: true, bootstrap: { state: 'untracked', detail: 'not tracked (no pgrelay state schema yet: the monitor creates it on its first run)' } },
       ]);
       expect(doc.problems).toEqual([]);
     });
@@ -166,7 +166,7 @@ describe('pgrelay status, bootstrap, slot drop', () => {
       expect(human.stdout).toMatch(/\nlag {11}\d+(\.\d)? (KiB|MiB|GiB) \(WAL written since the acknowledged position; now at [0-9A-F]+\/[0-9A-F]+\)\n/);
       expect(human.stdout).toMatch(/\nretained WAL {2}\d+(\.\d)? (KiB|MiB|GiB) /);
       expect(human.stdout).toContain('publication   pgrelay_default: 1 table\n');
-      expect(human.stdout).toContain('table         public.items  published      bootstrap not tracked yet (bootstrap arrives in a later release)');
+      expect(human.stdout).toContain('table         public.items  published      bootstrap not tracked (no pgrelay state schema yet: the monitor creates it on its first run)');
       expect(human.stdout).toContain('warning: no streamer is connected');
     });
   });

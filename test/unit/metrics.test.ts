@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { emfDocument } from '#streamer/metrics.ts';
+import { emfDocument } from '#core/emf.ts';
 import { emfProblems } from '#test/helpers/emf.ts';
 
 describe('embedded metric format', () => {

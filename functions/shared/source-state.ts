@@ -1,0 +1,293 @@
+/**
+ * pgrelay's own bookkeeping in the source database: a small schema (default `pgrelay`) that
+ * the monitor creates and the streamer and `pgrelay status` read. It lives next to the data
+ * because what it records is about that database's WAL: which slot pgrelay has seen (so a slot
+ * dropped by someone is noticed instead of silently re-created with a gap), what the monitor
+ * observed last run (a Lambda remembers nothing between runs), and which tables still need
+ * their initial load. Rows are keyed by slot, so several sources can share one database.
+ *
+ * None of these tables is published: writing them never produces change events.
+ */
+import type { Client } from 'pg';
+import { SourceError } from '#core/errors.ts';
+import { quoteIdent } from '#core/identifiers.ts';
+
+/** What the monitor knows about one slot, carried from run to run. */
+export interface SlotWatch {
+  slotName: string;
+  /** Bumped each time the slot is recreated after a loss. */
+  generation: number;
+  /** When pgrelay first saw this slot (this generation). */
+  registeredAt: Date;
+  /** confirmed_flush_lsn at the last run, and when the monitor first saw that value. */
+  confirmedLsn: string | null;
+  confirmedSeenAt: Date | null;
+  /** First run that found the slot inactive; null while a streamer is connected. */
+  inactiveSince: Date | null;
+  /** Last heartbeat the monitor wrote into the WAL. */
+  heartbeatLsn: string | null;
+  heartbeatAt: Date | null;
+  /** Last time the monitor stopped the streamer task, and why (the cool-down counts from it). */
+  lastStopAt: Date | null;
+  lastStopReason: string | null;
+  /** When the slot was found lost or dropped, and the last position acknowledged before. */
+  lostAt: Date | null;
+  lostAfterLsn: string | null;
+  /** The last repair: changes after gapAfterLsn and before gapUntilLsn were not streamed. */
+  recreatedAt: Date | null;
+  gapAfterLsn: string | null;
+  gapUntilLsn: string | null;
+}
+
+export const bootstrapStates = ['requested', 'running', 'done', 'failed'] as const;
+export type BootstrapState = (typeof bootstrapStates)[number];
+
+/**
+ * Why a table is (re)loaded: `initial` (never loaded since pgrelay started watching it),
+ * `gap` (the slot was lost and recreated: changes in a WAL range were never streamed, and the
+ * re-read repairs them), `operator` (asked for with `pgrelay bootstrap`).
+ */
+export type BootstrapReason = 'initial' | 'gap' | 'operator';
+
+export interface BootstrapRequest {
+  /** `schema.table`, unquoted. */
+  table: string;
+  state: BootstrapState;
+  reason: BootstrapReason;
+  /** For `gap`: changes after the first and before the second position were lost. */
+  gapAfterLsn: string | null;
+  gapUntilLsn: string | null;
+  requestedAt: Date;
+  requestedBy: string;
+  updatedAt: Date;
+  detail: string | null;
+}
+
+export const DEFAULT_STATE_SCHEMA = 'pgrelay';
+
+function names(schema: string) {
+  const s = quoteIdent(schema);
+  return { schema: s, watch: `${s}.slot_watch`, bootstrap: `${s}.bootstrap` };
+}
+
+/**
+ * Creates the schema and its tables when missing (idempotent, safe to run every time).
+ * Needs CREATE on the database the first time, or a schema made for the user beforehand.
+ */
+export async function ensureStateSchema(client: Client, schema: string): Promise<void> {
+  const n = names(schema);
+  const ddl = [
+    `CREATE SCHEMA IF NOT EXISTS ${n.schema}`,
+    `CREATE TABLE IF NOT EXISTS ${n.watch} (
+       slot_name text PRIMARY KEY,
+       generation integer NOT NULL DEFAULT 1,
+       registered_at timestamptz NOT NULL DEFAULT now(),
+       confirmed_lsn pg_lsn,
+       confirmed_seen_at timestamptz,
+       inactive_since timestamptz,
+       heartbeat_lsn pg_lsn,
+       heartbeat_at timestamptz,
+       last_stop_at timestamptz,
+       last_stop_reason text,
+       lost_at timestamptz,
+       lost_after_lsn pg_lsn,
+       recreated_at timestamptz,
+       gap_after_lsn pg_lsn,
+       gap_until_lsn pg_lsn
+     )`,
+    `CREATE TABLE IF NOT EXISTS ${n.bootstrap} (
+       slot_name text NOT NULL,
+       table_name text NOT NULL,
+       state text NOT NULL CHECK (state IN ('requested', 'running', 'done', 'failed')),
+       reason text NOT NULL CHECK (reason IN ('initial', 'gap', 'operator')),
+       gap_after_lsn pg_lsn,
+       gap_until_lsn pg_lsn,
+       requested_at timestamptz NOT NULL DEFAULT now(),
+       requested_by text NOT NULL,
+       updated_at timestamptz NOT NULL DEFAULT now(),
+       detail text,
+       PRIMARY KEY (slot_name, table_name)
+     )`,
+  ];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      for (const sql of ddl) await client.query(sql);
+      return;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // Two first runs at once can collide on the catalog's unique index; the second try sees the winner's objects.
+      if ((code === '23505' || code === '42P07') && attempt === 1) continue;
+      if (code === '42501') {
+        throw new SourceError(
+          'PRIVILEGE',
+          `cannot create pgrelay's state schema ${schema}: ${(err as Error).message}; have an administrator run: CREATE SCHEMA ${n.schema} AUTHORIZATION <pgrelay user> (or GRANT CREATE ON DATABASE <database> TO <pgrelay user>)`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+}
+
+/** Whether the state tables exist and this user may read them. */
+export async function stateSchemaReadable(client: Client, schema: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL
+            AND has_table_privilege(to_regclass($1), 'SELECT') AND has_table_privilege(to_regclass($2), 'SELECT') AS ok`,
+    [`${quoteIdent(schema)}.slot_watch`, `${quoteIdent(schema)}.bootstrap`],
+  );
+  return rows[0]?.ok === true;
+}
+
+interface WatchRowText {
+  slot_name: string;
+  generation: number;
+  registered_at: Date;
+  confirmed_lsn: string | null;
+  confirmed_seen_at: Date | null;
+  inactive_since: Date | null;
+  heartbeat_lsn: string | null;
+  heartbeat_at: Date | null;
+  last_stop_at: Date | null;
+  last_stop_reason: string | null;
+  lost_at: Date | null;
+  lost_after_lsn: string | null;
+  recreated_at: Date | null;
+  gap_after_lsn: string | null;
+  gap_until_lsn: string | null;
+}
+
+const WATCH_COLUMNS = `slot_name, generation, registered_at, confirmed_lsn::text, confirmed_seen_at, inactive_since,
+  heartbeat_lsn::text, heartbeat_at, last_stop_at, last_stop_reason, lost_at, lost_after_lsn::text,
+  recreated_at, gap_after_lsn::text, gap_until_lsn::text`;
+
+function watchFromRow(r: WatchRowText): SlotWatch {
+  return {
+    slotName: r.slot_name,
+    generation: r.generation,
+    registeredAt: r.registered_at,
+    confirmedLsn: r.confirmed_lsn,
+    confirmedSeenAt: r.confirmed_seen_at,
+    inactiveSince: r.inactive_since,
+    heartbeatLsn: r.heartbeat_lsn,
+    heartbeatAt: r.heartbeat_at,
+    lastStopAt: r.last_stop_at,
+    lastStopReason: r.last_stop_reason,
+    lostAt: r.lost_at,
+    lostAfterLsn: r.lost_after_lsn,
+    recreatedAt: r.recreated_at,
+    gapAfterLsn: r.gap_after_lsn,
+    gapUntilLsn: r.gap_until_lsn,
+  };
+}
+
+/** The slot's watch row; `forUpdate` locks it for the rest of the caller's transaction. */
+export async function readSlotWatch(client: Client, schema: string, slotName: string, opts: { forUpdate?: boolean } = {}): Promise<SlotWatch | undefined> {
+  const { rows } = await client.query<WatchRowText>(
+    `SELECT ${WATCH_COLUMNS} FROM ${names(schema).watch} WHERE slot_name = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`,
+    [slotName],
+  );
+  return rows[0] ? watchFromRow(rows[0]) : undefined;
+}
+
+/** Inserts or replaces the slot's watch row. */
+export async function writeSlotWatch(client: Client, schema: string, w: SlotWatch): Promise<void> {
+  await client.query(
+    `INSERT INTO ${names(schema).watch} (slot_name, generation, registered_at, confirmed_lsn, confirmed_seen_at, inactive_since,
+       heartbeat_lsn, heartbeat_at, last_stop_at, last_stop_reason, lost_at, lost_after_lsn, recreated_at, gap_after_lsn, gap_until_lsn)
+     VALUES ($1, $2, $3, $4::pg_lsn, $5, $6, $7::pg_lsn, $8, $9, $10, $11, $12::pg_lsn, $13, $14::pg_lsn, $15::pg_lsn)
+     ON CONFLICT (slot_name) DO UPDATE SET
+       generation = EXCLUDED.generation, registered_at = EXCLUDED.registered_at, confirmed_lsn = EXCLUDED.confirmed_lsn,
+       confirmed_seen_at = EXCLUDED.confirmed_seen_at, inactive_since = EXCLUDED.inactive_since,
+       heartbeat_lsn = EXCLUDED.heartbeat_lsn, heartbeat_at = EXCLUDED.heartbeat_at, last_stop_at = EXCLUDED.last_stop_at,
+       last_stop_reason = EXCLUDED.last_stop_reason, lost_at = EXCLUDED.lost_at, lost_after_lsn = EXCLUDED.lost_after_lsn,
+       recreated_at = EXCLUDED.recreated_at, gap_after_lsn = EXCLUDED.gap_after_lsn, gap_until_lsn = EXCLUDED.gap_until_lsn`,
+    [
+      w.slotName,
+      w.generation,
+      w.registeredAt,
+      w.confirmedLsn,
+      w.confirmedSeenAt,
+      w.inactiveSince,
+      w.heartbeatLsn,
+      w.heartbeatAt,
+      w.lastStopAt,
+      w.lastStopReason,
+      w.lostAt,
+      w.lostAfterLsn,
+      w.recreatedAt,
+      w.gapAfterLsn,
+      w.gapUntilLsn,
+    ],
+  );
+}
+
+/** Forget a slot (an operator dropped it on purpose): its watch row and its bootstrap rows. */
+export async function forgetSlot(client: Client, schema: string, slotName: string): Promise<void> {
+  const n = names(schema);
+  await client.query(`DELETE FROM ${n.watch} WHERE slot_name = $1`, [slotName]);
+  await client.query(`DELETE FROM ${n.bootstrap} WHERE slot_name = $1`, [slotName]);
+}
+
+export async function readBootstrapRequests(client: Client, schema: string, slotName: string): Promise<Map<string, BootstrapRequest>> {
+  const { rows } = await client.query<{
+    table_name: string;
+    state: BootstrapState;
+    reason: BootstrapReason;
+    gap_after_lsn: string | null;
+    gap_until_lsn: string | null;
+    requested_at: Date;
+    requested_by: string;
+    updated_at: Date;
+    detail: string | null;
+  }>(
+    `SELECT table_name, state, reason, gap_after_lsn::text, gap_until_lsn::text, requested_at, requested_by, updated_at, detail
+     FROM ${names(schema).bootstrap} WHERE slot_name = $1 ORDER BY table_name`,
+    [slotName],
+  );
+  return new Map(
+    rows.map((r) => [
+      r.table_name,
+      {
+        table: r.table_name,
+        state: r.state,
+        reason: r.reason,
+        gapAfterLsn: r.gap_after_lsn,
+        gapUntilLsn: r.gap_until_lsn,
+        requestedAt: r.requested_at,
+        requestedBy: r.requested_by,
+        updatedAt: r.updated_at,
+        detail: r.detail,
+      },
+    ]),
+  );
+}
+
+/**
+ * Asks for tables to be loaded. An `initial` request never replaces an existing row (a table
+ * loaded or being loaded is left alone); a `gap` or `operator` request replaces whatever is
+ * there, because what was loaded before no longer covers what was lost. Returns the tables
+ * whose row was written.
+ */
+export async function requestBootstrap(
+  client: Client,
+  schema: string,
+  slotName: string,
+  tables: string[],
+  request: { reason: BootstrapReason; by: string; gapAfterLsn?: string | null; gapUntilLsn?: string | null; detail?: string },
+): Promise<string[]> {
+  if (tables.length === 0) return [];
+  const conflict =
+    request.reason === 'initial'
+      ? 'DO NOTHING'
+      : `DO UPDATE SET state = 'requested', reason = EXCLUDED.reason, gap_after_lsn = EXCLUDED.gap_after_lsn, gap_until_lsn = EXCLUDED.gap_until_lsn,
+           requested_at = EXCLUDED.requested_at, requested_by = EXCLUDED.requested_by, updated_at = EXCLUDED.updated_at, detail = EXCLUDED.detail`;
+  const { rows } = await client.query<{ table_name: string }>(
+    `INSERT INTO ${names(schema).bootstrap} (slot_name, table_name, state, reason, gap_after_lsn, gap_until_lsn, requested_by, detail)
+     SELECT $1, t, 'requested', $3, $4::pg_lsn, $5::pg_lsn, $6, $7 FROM unnest($2::text[]) AS t
+     ON CONFLICT (slot_name, table_name) ${conflict}
+     RETURNING table_name`,
+    [slotName, tables, request.reason, request.gapAfterLsn ?? null, request.gapUntilLsn ?? null, request.by, request.detail ?? null],
+  );
+  return rows.map((r) => r.table_name).sort();
+}
