@@ -108,7 +108,13 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
       watch = observe(previous, slot, config.slotName, now);
       lastAckAgeSeconds = previous === undefined || previous.lostAt !== null ? undefined : seconds(now, watch.confirmedSeenAt ?? now);
       inactiveSeconds = watch.inactiveSince === null ? 0 : seconds(now, watch.inactiveSince);
-      await checkLiveness(config, deps, slot, watch, { lastAckAgeSeconds, inactiveSeconds }, findings, actions);
+      try {
+        await checkLiveness(config, deps, slot, watch, { lastAckAgeSeconds, inactiveSeconds }, findings, actions);
+      } catch (err) {
+        // A stop that went through before a later call failed still starts the cool-down.
+        if (watch.lastStopAt === now) await writeSlotWatch(client, stateSchema, watch);
+        throw err;
+      }
     } else if (slot.state === 'lost' || (slot.state === 'missing' && previous !== undefined)) {
       slotLost = true;
       const lostAfterLsn = slot.state === 'lost' ? (slot.confirmedFlushLsn ?? previous?.confirmedLsn ?? null) : (previous?.confirmedLsn ?? null);
@@ -240,9 +246,9 @@ async function checkLiveness(
   for (const taskArn of service.runningTaskArns) {
     await deps.service.stopTask(taskArn, stopReason);
     actions.push({ kind: 'stop-task', taskArn, reason: stopReason });
+    watch.lastStopAt = deps.now;
+    watch.lastStopReason = reason;
   }
-  watch.lastStopAt = deps.now;
-  watch.lastStopReason = reason;
   findings.push({ code: 'STREAMER_STOPPED', severity: 'warning', message: `${reason}; stopped ${service.runningTaskArns.join(', ')} so ${where} starts a fresh task` });
 }
 
