@@ -1,7 +1,8 @@
 /**
- * The streamer process: `pgrelay run` (streamer/cli.ts) in ECS or locally.
+ * The streamer process: `pgrelay run`, in ECS (streamer/task.ts) or locally (streamer/cli.ts).
  * Config is parsed once here; nothing below reads process.env.
  */
+import { renameSync, writeFileSync } from 'node:fs';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerEnv, type StreamerConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
@@ -40,6 +41,31 @@ export function payloadStoreFor(config: StreamerConfig, env: Record<string, stri
   });
 }
 
+/** How often the health file is rewritten; the health check's default limit is 60 s. */
+export const HEALTH_FILE_INTERVAL_MS = 10_000;
+
+/**
+ * The container health check (streamer/health-check.ts) asks whether the event loop still
+ * turns: a timer here writes the epoch ms to `path` now and every 10 s. Written aside and
+ * renamed, so the check never reads half a write. Returns a function that stops the timer.
+ */
+export function keepHealthFile(path: string, log: Logger): () => void {
+  let failing = false;
+  const touch = () => {
+    try {
+      writeFileSync(`${path}.tmp`, String(Date.now()));
+      renameSync(`${path}.tmp`, path);
+      failing = false;
+    } catch (err) {
+      if (!failing) log.error('cannot write the health file; the health check will fail', { path, error: describeError(err) });
+      failing = true;
+    }
+  };
+  touch();
+  const timer = setInterval(touch, HEALTH_FILE_INTERVAL_MS).unref();
+  return () => clearInterval(timer);
+}
+
 export async function main(env: Record<string, string | undefined> = process.env): Promise<number> {
   let config: StreamerConfig;
   try {
@@ -52,6 +78,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     throw err;
   }
   const log: Logger = createLogger({ base: { source: config.sourceId } });
+  const stopHealthFile = env.PGRELAY_HEALTH_FILE ? keepHealthFile(env.PGRELAY_HEALTH_FILE, log) : () => {};
   const connections = new ConnectionProvider(
     config.database,
     config.database.secretArn ? secretsManagerSource(config.region, config.secretsEndpoint) : undefined,
@@ -89,6 +116,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     });
     return 1;
   } finally {
+    stopHealthFile();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }

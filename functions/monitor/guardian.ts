@@ -146,7 +146,20 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
     }
 
     const added = await addMissingTables(client, config, status, findings, actions);
-    if (added.length > 0) status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, stateSchema });
+    if (added.length > 0) {
+      // A table pgrelay had loaded before and that then left the publication missed every change
+      // meanwhile: it needs a re-read as much as a lost slot does. (A table never loaded gets its
+      // initial request below.)
+      const known = status.tables.filter((t) => added.includes(t.table) && t.bootstrap.state !== 'not-requested' && t.bootstrap.state !== 'untracked').map((t) => t.table);
+      const reread = await requestBootstrap(client, stateSchema, config.slotName, known, {
+        reason: 'gap',
+        by: 'pgrelay-monitor',
+        gapUntilLsn: status.currentWalLsn,
+        detail: 'the table was missing from the publication: its changes until it was added again were not streamed',
+      });
+      if (reread.length > 0) actions.push({ kind: 'request-bootstrap', reason: 'gap', tables: reread });
+      status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, stateSchema });
+    }
 
     if (config.bootstrapNewTables && status.slot.state === 'ok') {
       const never = status.tables.filter((t) => t.configured && t.inPublication && t.bootstrap.state === 'not-requested').map((t) => t.table);

@@ -176,6 +176,29 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
     expect(again.map((r) => r.requested_at.getTime())).toEqual(requests.map((r) => r.requested_at.getTime()));
   });
 
+  it('re-adds a table someone removed from the publication and asks for a re-read of it, marked as a gap', async () => {
+    const cfg = config({ tables: ['public.monitor_items', 'public.monitor_unpublished'] });
+    await sql(`ALTER PUBLICATION ${slot} DROP TABLE monitor_unpublished`);
+    const { summary, doc } = await run(cfg);
+    expect(emfProblems(doc)).toEqual([]);
+    expect(summary.actions).toContainEqual({ kind: 'add-to-publication', tables: ['public.monitor_unpublished'] });
+    expect(summary.actions).toContainEqual({ kind: 'request-bootstrap', reason: 'gap', tables: ['public.monitor_unpublished'] });
+    const rows = await sql<{ table_name: string; reason: string; state: string; gap_until_lsn: string | null; detail: string }>(
+      `SELECT table_name, reason, state, gap_until_lsn::text, detail FROM pgrelay.bootstrap WHERE slot_name = $1 ORDER BY table_name`,
+      [slot],
+    );
+    // The table that stayed published keeps its initial request; the removed one is to be re-read.
+    expect(rows.map((r) => [r.table_name, r.reason, r.state])).toEqual([
+      ['public.monitor_items', 'initial', 'requested'],
+      ['public.monitor_unpublished', 'gap', 'requested'],
+    ]);
+    // The gap ends where the monitor found the table missing: before what this run reported at its end.
+    const [order] = await sql<{ ok: boolean }>('SELECT $1::pg_lsn <= $2::pg_lsn AS ok', [rows[1]?.gap_until_lsn, doc.currentWalLsn]);
+    expect(order?.ok).toBe(true);
+    expect(rows[1]?.detail).toMatch(/missing from the publication/);
+    expect(await publishedTables()).toEqual(['public.monitor_items', 'public.monitor_unpublished']);
+  });
+
   it('without the privileges it needs, says which grant is missing and still reports the slot', async () => {
     const role = `mon_limited_${db.name}`.slice(0, 63);
     await sql(`CREATE ROLE ${role} LOGIN REPLICATION PASSWORD 'limited-pw'`);
