@@ -3,10 +3,11 @@
  * JSON file, so trying pgrelay needs no CDK code of your own.
  *
  *   npx cdk deploy -c config=pgrelay.config.json     (default: ./pgrelay.config.json)
+ *   npx cdk deploy -c pgrelay='{"database": …}'       (or a "pgrelay" object in cdk.json's context)
  *
  * The file (see pgrelay.config.example.json):
  *   stackName?, account?, region?,
- *   vpc: { vpcId, availabilityZones, privateSubnetIds }   — or omitted: a new VPC is created
+ *   vpc: { vpcId, availabilityZones, privateSubnetIds, privateSubnetRouteTableIds? }   — or omitted: a new VPC is created
  *   database: { host, port?, name, secretArn, securityGroupId?, sslMode?, caBundleFile? }
  *   tables, sourceId?, tableKeys?, sources? (instead of database + tables),
  *   outputs?, monitor?, alarms? { slotLagBytes?, slotInactiveSeconds?, slotAckAgeSeconds?, topicArn? }
@@ -47,7 +48,7 @@ export interface AppConfigFile extends Partial<SourceFile> {
   stackName?: string;
   account?: string;
   region?: string;
-  vpc?: { vpcId: string; availabilityZones: string[]; privateSubnetIds: string[] };
+  vpc?: { vpcId: string; availabilityZones: string[]; privateSubnetIds: string[]; privateSubnetRouteTableIds?: string[] };
   sources?: SourceFile[];
   outputs?: PgRelayProps['outputs'];
   monitor?: PgRelayProps['monitor'];
@@ -64,7 +65,12 @@ export class PgRelayStack extends Stack {
     });
     const vpc =
       config.vpc !== undefined
-        ? ec2.Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: config.vpc.vpcId, availabilityZones: config.vpc.availabilityZones, privateSubnetIds: config.vpc.privateSubnetIds })
+        ? ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+            vpcId: config.vpc.vpcId,
+            availabilityZones: config.vpc.availabilityZones,
+            privateSubnetIds: config.vpc.privateSubnetIds,
+            ...(config.vpc.privateSubnetRouteTableIds !== undefined ? { privateSubnetRouteTableIds: config.vpc.privateSubnetRouteTableIds } : {}),
+          })
         : newVpc(this);
     const database = (d: DatabaseFile, key: string): PgRelayDatabase => ({
       host: d.host,
@@ -110,7 +116,7 @@ export class PgRelayStack extends Stack {
 }
 
 /** A VPC for a first try: two AZs, one NAT gateway, flow logs. Production stacks pass their own. */
-function newVpc(scope: Construct): ec2.IVpc {
+export function newVpc(scope: Construct): ec2.IVpc {
   const vpc = new ec2.Vpc(scope, 'Vpc', {
     maxAzs: 2,
     natGateways: 1,
@@ -123,10 +129,10 @@ function newVpc(scope: Construct): ec2.IVpc {
   return vpc;
 }
 
-/** Reads and checks the config file; throws one Error listing every problem. */
+/** Reads the config file; throws one Error listing every problem. */
 export function loadAppConfig(file: string): AppConfigFile {
   if (!existsSync(file)) {
-    throw new Error(`pgrelay: no deploy config at ${file}; copy pgrelay.config.example.json to pgrelay.config.json and fill it in, or pass -c config=PATH`);
+    throw new Error(`pgrelay: no deploy config at ${file}; copy pgrelay.config.example.json to pgrelay.config.json and fill it in, pass -c config=PATH, or put the settings under the "pgrelay" context key in cdk.json`);
   }
   let doc: unknown;
   try {
@@ -134,8 +140,13 @@ export function loadAppConfig(file: string): AppConfigFile {
   } catch (err) {
     throw new Error(`pgrelay: ${file} is not valid JSON (${(err as Error).message})`);
   }
+  return checkAppConfig(doc, file);
+}
+
+/** Checks a config document (from a file or the `pgrelay` context key); throws one Error listing every problem. */
+export function checkAppConfig(doc: unknown, where: string): AppConfigFile {
   const problems: string[] = [];
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(`pgrelay: ${file} must hold one JSON object`);
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(`pgrelay: ${where} must hold one JSON object`);
   const c = doc as AppConfigFile;
   const checkDb = (d: unknown, at: string) => {
     if (typeof d !== 'object' || d === null) return problems.push(`${at}: required ({ host, name, secretArn })`);
@@ -152,14 +163,16 @@ export function loadAppConfig(file: string): AppConfigFile {
     if (!Array.isArray(c.vpc.availabilityZones) || c.vpc.availabilityZones.length === 0) problems.push('vpc.availabilityZones: list the AZs of the private subnets');
     if (!Array.isArray(c.vpc.privateSubnetIds) || c.vpc.privateSubnetIds.length === 0) problems.push('vpc.privateSubnetIds: list at least one private subnet');
   }
-  if (problems.length > 0) throw new Error(`pgrelay: ${file}:\n  - ${problems.join('\n  - ')}`);
+  if (problems.length > 0) throw new Error(`pgrelay: ${where}:\n  - ${problems.join('\n  - ')}`);
   return c;
 }
 
 /** Builds the app: the stack, and cdk-nag's AwsSolutions checks on everything in it. */
 export function buildApp(app: App, configFile: string): PgRelayStack {
-  const config = loadAppConfig(configFile);
-  const stack = new PgRelayStack(app, config.stackName ?? 'PgRelay', config, path.dirname(configFile));
+  // Settings given inline under the "pgrelay" context key win over a file.
+  const inline: unknown = app.node.tryGetContext('pgrelay');
+  const config = inline !== undefined ? checkAppConfig(typeof inline === 'string' ? JSON.parse(inline) : inline, 'context "pgrelay"') : loadAppConfig(configFile);
+  const stack = new PgRelayStack(app, config.stackName ?? 'PgRelay', config, inline !== undefined ? process.cwd() : path.dirname(configFile));
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
   return stack;
 }

@@ -6,7 +6,6 @@ import { Duration } from 'aws-cdk-lib';
 export const DEFAULTS = {
   partitions: 16,
   streamerCpu: 512,
-  streamerMemoryMiB: 1024,
   transformTimeout: Duration.seconds(60),
   /** Receives before a message goes to its dead-letter queue. */
   maxReceiveCount: 5,

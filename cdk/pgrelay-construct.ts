@@ -32,7 +32,7 @@ import { Construct } from 'constructs';
 import type { MonitorConfigInput } from '#monitor/config.ts';
 import type { StreamerConfigInput, TransformConfigInput } from '#core/config.ts';
 import { CHANGES_DLQ_RETENTION, CHANGES_RETENTION, DEFAULTS, NODES_DLQ_RETENTION, NODES_RETENTION, payloadExpiry } from './defaults.ts';
-import { validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
+import { defaultStreamerMemory, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
 import { acknowledge, bucketPrefixFinding, NAG_REASONS } from './nag.ts';
 import { prepareStreamerImage } from './streamer-image.ts';
 
@@ -81,6 +81,12 @@ export interface AddConsumerOptions {
    * @default 10
    */
   readonly batchSize?: number;
+  /**
+   * Where EventBridge puts events it could not deliver to the function after its retries
+   * (24 hours, 185 attempts). Recommended: without it such events are dropped.
+   * @default - none
+   */
+  readonly deadLetterQueue?: sqs.IQueue;
 }
 
 export class PgRelay extends Construct {
@@ -178,6 +184,7 @@ export class PgRelay extends Construct {
       }
       if (this.nodesQueueConsumer !== undefined) problems.push(`via nodesQueue: ${this.nodesQueueConsumer} already consumes the nodes queue; FIFO order holds for one consumer`);
       if (options.batchSize !== undefined && (options.batchSize < 1 || options.batchSize > 10)) problems.push('batchSize: 1 to 10 for a FIFO queue');
+      if (options.deadLetterQueue !== undefined) problems.push('deadLetterQueue: for EventBridge consumers; the nodes queue has its own dead-letter queue');
     } else if (this.bus === undefined) {
       problems.push('via eventBridge: the relay has no bus (outputs.eventBridge is false)');
     }
@@ -199,15 +206,26 @@ export class PgRelay extends Construct {
         ...(options.types !== undefined ? { detailType: options.types } : {}),
         ...(detail !== undefined ? { detail } : {}),
       },
-      targets: [new targets.LambdaFunction(fn, { retryAttempts: 185, maxEventAge: Duration.hours(24) })],
+      targets: [new targets.LambdaFunction(fn, { retryAttempts: 185, maxEventAge: Duration.hours(24), ...(options.deadLetterQueue !== undefined ? { deadLetterQueue: options.deadLetterQueue } : {}) })],
     });
     this.grantPayloadRead(fn);
     return rule;
   }
 
+  /**
+   * Without s3:ListBucket, S3 answers a missing (expired) object with 403 instead of 404, and a
+   * reader could not tell "gone" from "not allowed"; listing is limited to the prefix.
+   */
+  private grantPrefixListing(grantee: iam.IGrantable, prefix: string): void {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.payloadBucket.bucketArn], conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } } }),
+    );
+  }
+
   /** Events too large for their channel arrive as references into the payload bucket; nodeHandler fetches them. */
   private grantPayloadRead(fn: lambda.IFunction): void {
     fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.payloadBucket.arnForObjects(`${DEFAULTS.payloadPrefix}*`)] }));
+    this.grantPrefixListing(fn, DEFAULTS.payloadPrefix);
     if (fn.role !== undefined) acknowledge(fn.role, bucketPrefixFinding(this.payloadBucket, DEFAULTS.payloadPrefix), NAG_REASONS.payloadPrefix);
   }
 
@@ -243,7 +261,7 @@ export class PgRelay extends Construct {
     const logGroup = new logs.LogGroup(scope, 'StreamerLogs', { retention: opts.logRetention, removalPolicy: RemovalPolicy.DESTROY });
     const taskDefinition = new ecs.FargateTaskDefinition(scope, 'StreamerTask', {
       cpu: streamerProps.cpu ?? DEFAULTS.streamerCpu,
-      memoryLimitMiB: streamerProps.memoryLimitMiB ?? DEFAULTS.streamerMemoryMiB,
+      memoryLimitMiB: streamerProps.memoryLimitMiB ?? defaultStreamerMemory(streamerProps.cpu ?? DEFAULTS.streamerCpu),
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
     const streamerConfig: StreamerConfigInput = {
@@ -323,6 +341,7 @@ export class PgRelay extends Construct {
     this.nodesQueue?.grantSendMessages(transformFunction);
     // Reads the streamer's large changes, writes events too large for their channel.
     transformFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [this.payloadBucket.arnForObjects(`${payloadPrefix}*`)] }));
+    this.grantPrefixListing(transformFunction, payloadPrefix);
 
     // --- the monitor ---
     const monitorProps = this.props.monitor ?? {};
@@ -350,6 +369,10 @@ export class PgRelay extends Construct {
       timeout: Duration.seconds(30),
       environment: { PGRELAY_MONITOR_CONFIG: stack.toJsonString(monitorConfig) },
       logRetention: opts.logRetention,
+      // A failed run is not retried: the next scheduled run starts from a fresh look, and a
+      // retry could act on what it saw a minute ago (e.g. recreate a slot twice).
+      retryAttempts: 0,
+      maxEventAge: Duration.minutes(1),
       vpc: this.props.vpc,
       vpcSubnets: opts.vpcSubnets,
       securityGroups: [this.securityGroup],
@@ -495,6 +518,8 @@ function nodeFunction(
     vpc?: ec2.IVpc;
     vpcSubnets?: ec2.SubnetSelection;
     securityGroups?: ec2.ISecurityGroup[];
+    retryAttempts?: number;
+    maxEventAge?: Duration;
   },
 ): nodejs.NodejsFunction {
   const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: opts.logRetention, removalPolicy: RemovalPolicy.DESTROY });
@@ -523,6 +548,8 @@ function nodeFunction(
     timeout: opts.timeout,
     environment: { ...opts.environment, NODE_OPTIONS: '--enable-source-maps' },
     logGroup,
+    ...(opts.retryAttempts !== undefined ? { retryAttempts: opts.retryAttempts } : {}),
+    ...(opts.maxEventAge !== undefined ? { maxEventAge: opts.maxEventAge } : {}),
     ...(opts.vpc !== undefined ? { vpc: opts.vpc, vpcSubnets: opts.vpcSubnets, securityGroups: opts.securityGroups } : {}),
     bundling: {
       // The local esbuild from devDependencies: no Docker at synth.

@@ -11,7 +11,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import { parseTableName } from '#core/identifiers.ts';
+import { parseTableName, tableKey } from '#core/identifiers.ts';
 
 /** Where one source database is and how to log in. */
 export interface PgRelayDatabase {
@@ -149,8 +149,8 @@ export interface PgRelayStreamerProps {
    */
   readonly cpu?: number;
   /**
-   * Fargate memory (MiB).
-   * @default 1024
+   * Fargate memory (MiB); must be a size Fargate offers for `cpu`.
+   * @default 1024 for 512 CPU units, otherwise twice the CPU units
    */
   readonly memoryLimitMiB?: number;
   /**
@@ -224,6 +224,21 @@ export interface ResolvedSource {
 }
 
 const SOURCE_ID = /^[a-z0-9][a-z0-9-]{0,39}$/;
+
+const range = (from: number, to: number) => Array.from({ length: (to - from) / 1024 + 1 }, (_, i) => from + i * 1024);
+/** The CPU/memory pairs Fargate accepts for Linux tasks (MiB). */
+const FARGATE_MEMORY: Record<number, number[]> = {
+  256: [512, 1024, 2048],
+  512: range(1024, 4096),
+  1024: range(2048, 8192),
+  2048: range(4096, 16_384),
+  4096: range(8192, 30_720),
+};
+
+/** Memory when only CPU is given: 1 GiB for the default 512 units, else twice the units. */
+export function defaultStreamerMemory(cpu: number): number {
+  return Math.max(1024, cpu * 2);
+}
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
 function derivedName(sourceId: string): string {
@@ -244,9 +259,16 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
   if (!single && (props.sources === undefined || props.sources.length === 0)) problems.push('database and tables: required (or sources, for several databases)');
   if (props.vpc === undefined) problems.push('vpc: required (the streamer and the monitor run in it)');
 
-  const raw: { path: string; source: Partial<PgRelaySourceProps> }[] = single
-    ? [{ path: '', source: { sourceId: props.sourceId, database: props.database as PgRelayDatabase, tables: props.tables as string[], ...(props.tableKeys ? { tableKeys: props.tableKeys } : {}) } }]
-    : (props.sources ?? []).map((source, i) => ({ path: `sources[${i}].`, source }));
+  if (!single && props.sources !== undefined) {
+    if (props.sourceId !== undefined) problems.push('sourceId: belongs in each of sources[]; with sources the top-level sourceId is not used');
+    if (props.tableKeys !== undefined) problems.push('tableKeys: belongs in each of sources[]; with sources the top-level tableKeys is not used');
+  }
+
+  // Both forms given: check both, so the one error lists everything wrong in either.
+  const raw: { path: string; source: Partial<PgRelaySourceProps> }[] = [
+    ...(single ? [{ path: '', source: { sourceId: props.sourceId, database: props.database as PgRelayDatabase, tables: props.tables as string[], ...(props.tableKeys ? { tableKeys: props.tableKeys } : {}) } }] : []),
+    ...(props.sources ?? []).map((source, i) => ({ path: `sources[${i}].`, source })),
+  ];
 
   const resolved: ResolvedSource[] = [];
   const seenIds = new Map<string, string>();
@@ -268,15 +290,24 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
     }
     const tables = source.tables ?? [];
     if (!Array.isArray(source.tables) || tables.length === 0) problems.push(`${path}tables: list at least one table (schema.table)`);
+    const keys = new Map<string, number>();
     for (const [i, t] of tables.entries()) {
       const parsed = parseTableName(String(t));
-      if (typeof parsed === 'string') problems.push(`${path}tables[${i}]: ${parsed}`);
+      if (typeof parsed === 'string') {
+        problems.push(`${path}tables[${i}]: ${parsed}`);
+        continue;
+      }
+      const key = tableKey(parsed);
+      // The streamer and the monitor refuse a table named twice; say so before a task crash-loops on it.
+      if (keys.has(key)) problems.push(`${path}tables[${i}]: ${key} is listed twice (also tables[${keys.get(key)}])`);
+      else keys.set(key, i);
     }
-    for (const name of Object.keys(source.tableKeys ?? {})) {
+    for (const [name, columns] of Object.entries(source.tableKeys ?? {})) {
       const parsed = parseTableName(name);
       if (typeof parsed === 'string') problems.push(`${path}tableKeys.${name}: ${parsed}`);
-      else if (!tables.some((t) => { const p = parseTableName(String(t)); return typeof p !== 'string' && p.schema === parsed.schema && p.table === parsed.table; })) {
-        problems.push(`${path}tableKeys.${name}: not in tables`);
+      else if (!keys.has(tableKey(parsed))) problems.push(`${path}tableKeys.${name}: not in tables`);
+      if (!Array.isArray(columns) || columns.length === 0 || columns.some((c) => typeof c !== 'string' || c.length === 0)) {
+        problems.push(`${path}tableKeys.${name}: list one or more key column names`);
       }
     }
     const slotName = source.slotName ?? derivedName(sourceId);
@@ -318,8 +349,13 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
   checkRange(problems, 'monitor.liveness.stalledSeconds', liveness.stalledSeconds, 60, 86_400);
   checkRange(problems, 'monitor.liveness.cooldownSeconds', liveness.cooldownSeconds, 60, 86_400);
   const streamer = props.streamer ?? {};
-  if (streamer.cpu !== undefined && ![256, 512, 1024, 2048, 4096].includes(streamer.cpu)) problems.push(`streamer.cpu: one of 256, 512, 1024, 2048, 4096 (Fargate), got ${streamer.cpu}`);
-  checkRange(problems, 'streamer.memoryLimitMiB', streamer.memoryLimitMiB, 512, 30_720);
+  const cpu = streamer.cpu ?? 512;
+  const memory = streamer.memoryLimitMiB ?? defaultStreamerMemory(cpu);
+  const sizes = FARGATE_MEMORY[cpu];
+  if (sizes === undefined) problems.push(`streamer.cpu: one of ${Object.keys(FARGATE_MEMORY).join(', ')} (Fargate), got ${cpu}`);
+  else if (!sizes.includes(memory)) {
+    problems.push(`streamer.memoryLimitMiB: ${memory} MiB is not a Fargate size for ${cpu} CPU units; use one of ${sizes[0]}–${sizes[sizes.length - 1]} (${sizes.length > 3 ? 'in 1024 MiB steps' : sizes.join(', ')})`);
+  }
   checkRange(problems, 'streamer.partitions', streamer.partitions, 1, 4096);
 
   if (problems.length > 0) throw new Error(`invalid PgRelay props:\n  - ${problems.join('\n  - ')}`);
