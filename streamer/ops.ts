@@ -116,8 +116,8 @@ export function formatStatus(where: string, s: SourceStatus, problems: StatusPro
   }
   const w = s.watch;
   if (w !== null) {
-    if (w.confirmedSeenAt !== null && slot.state !== 'missing' && w.confirmedLsn === slot.confirmedFlushLsn) {
-      out += line('monitor', `acknowledged position unchanged since ${w.confirmedSeenAt.toISOString()} (the monitor's last look)`);
+    if (w.confirmedSeenAt !== null && s.lastAckAgeSeconds !== null) {
+      out += line('monitor', `acknowledged position unchanged for ${s.lastAckAgeSeconds} s (since ${w.confirmedSeenAt.toISOString()}, as the monitor saw it)`);
     } else if (w.confirmedSeenAt !== null) {
       out += line('monitor', `acknowledged position moved since the monitor's last look (${w.confirmedSeenAt.toISOString()})`);
     }

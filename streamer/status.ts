@@ -101,6 +101,8 @@ export interface SourceStatus {
   watch: SlotWatch | null;
   /** Whether the state schema exists and is readable (false: watch and bootstrap are unknown). */
   stateReadable: boolean;
+  /** Seconds the acknowledged position has not moved, per the monitor's observations (null: unknown, or it moved since). */
+  lastAckAgeSeconds: number | null;
 }
 
 export interface StatusProblem {
@@ -110,10 +112,10 @@ export interface StatusProblem {
 }
 
 export async function readStatus(client: Client, target: StatusTarget): Promise<SourceStatus> {
-  const server = await one<{ version: string; version_num: number; in_recovery: boolean; db: string }>(
+  const server = await one<{ version: string; version_num: number; in_recovery: boolean; db: string; now: Date }>(
     client,
     `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS version_num,
-            pg_is_in_recovery() AS in_recovery, current_database() AS db`,
+            pg_is_in_recovery() AS in_recovery, current_database() AS db, now() AS now`,
   );
   const slot = await readSlotStatus(client, target.slotName, server.version_num, server.db, server.in_recovery);
   const publication = await readPublication(client, target);
@@ -132,7 +134,18 @@ export async function readStatus(client: Client, target: StatusTarget): Promise<
     tables,
     watch,
     stateReadable,
+    lastAckAgeSeconds: ackAge(slot.slot, watch, server.now),
   };
+}
+
+/**
+ * Seconds the acknowledged position has not moved, on the server's clock, as far as the
+ * monitor's observations tell: null without them, or when the position moved since the
+ * monitor last looked (then it moved less than a monitor interval ago).
+ */
+function ackAge(slot: SlotStatus, watch: SlotWatch | null, now: Date): number | null {
+  if (slot.state === 'missing' || watch === null || watch.confirmedSeenAt === null || watch.confirmedLsn !== slot.confirmedFlushLsn) return null;
+  return Math.max(0, Math.round((now.getTime() - watch.confirmedSeenAt.getTime()) / 1000));
 }
 
 /**

@@ -4,6 +4,7 @@ import { ConfigError } from '#core/errors.ts';
 import { ConnectionProvider } from '#streamer/connection.ts';
 import { parseMonitorConfig, type MonitorConfig, type MonitorConfigInput } from '#monitor/config.ts';
 import { handler, runMonitor } from '#monitor/handler.ts';
+import { readStatus } from '#streamer/status.ts';
 import { emfProblems } from '#test/helpers/emf.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 
@@ -197,6 +198,25 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
     expect(order?.ok).toBe(true);
     expect(rows[1]?.detail).toMatch(/missing from the publication/);
     expect(await publishedTables()).toEqual(['public.monitor_items', 'public.monitor_unpublished']);
+  });
+
+  it('pgrelay status reads the acknowledgement age the monitor recorded, on the server clock', async () => {
+    const ageSlot = `${slot}_age`;
+    await sql(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [ageSlot]);
+    try {
+      const [{ now }] = (await sql<{ now: Date }>('SELECT now() AS now')) as [{ now: Date }];
+      // The monitor first saw this slot's position two minutes ago (its clock, as the Lambda's would be).
+      const provider = new ConnectionProvider(parseMonitorConfig({ sourceId: 'age', database: { url: db.url }, tables: ['monitor_items'] }).database);
+      await runMonitor(config({ slotName: ageSlot, heartbeat: false }), { connections: provider, write: () => undefined, now: () => now.getTime() - 120_000 });
+      const status = await withClient(db.url, (c) => readStatus(c, { slotName: ageSlot, publicationName: slot, tables: [], stateSchema: 'pgrelay' }));
+      expect(status.watch?.confirmedLsn).toBe(status.slot.state === 'missing' ? null : status.slot.confirmedFlushLsn);
+      expect(status.lastAckAgeSeconds).toBeGreaterThanOrEqual(120);
+      expect(status.lastAckAgeSeconds).toBeLessThan(150);
+      // Without the state schema named, nothing is claimed.
+      expect((await withClient(db.url, (c) => readStatus(c, { slotName: ageSlot, publicationName: slot, tables: [] }))).lastAckAgeSeconds).toBeNull();
+    } finally {
+      await sql('SELECT pg_drop_replication_slot($1)', [ageSlot]);
+    }
   });
 
   it('without the privileges it needs, says which grant is missing and still reports the slot', async () => {
