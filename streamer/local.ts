@@ -3,8 +3,9 @@
  * an embedded PostgreSQL with a small shop schema (or the user's own with --database-url),
  * the SQS/S3 emulator on loopback, the streamer, the transform Lambda's handler fed by a
  * local SQS event source, and the consumer helper printing every graph node event. A demo
- * workload writes to the shop gently; a live status line shows events/s, slot lag and the
- * acknowledged position. Ctrl-C stops everything in order and says so.
+ * workload writes to the shop gently; the monitor Lambda's handler (the slot guardian) runs
+ * every 30 s on the demo database and says what it finds and does; a live status line shows
+ * events/s, slot lag and the acknowledged position. Ctrl-C stops everything in order and says so.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -14,6 +15,8 @@ import { parseStreamerConfig, parseTransformConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import { nodeHandler } from '#consumer/node-handler.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
+import { parseMonitorConfig } from '#monitor/config.ts';
+import { runMonitor } from '#monitor/handler.ts';
 import { createTransform } from '#transform/handler.ts';
 import { ConnectionProvider, explainConnectionError } from './connection.ts';
 import { createLogger } from './log.ts';
@@ -325,6 +328,32 @@ export async function runLocal(argv: string[]): Promise<number> {
     stops.push(['status line', async () => (clearInterval(statusTimer), screen.clearStatus())]);
 
     if (!opts.databaseUrl) {
+      // The guardian, as deployed (without ECS: nothing to restart here). Only on the demo
+      // database: it keeps its state in a schema there, and a try-it run writes nothing to yours.
+      const monitorConfig = parseMonitorConfig({ sourceId: 'local', database: { url: databaseUrl }, tables, slotName: streamerConfig.slotName, publicationName: streamerConfig.publicationName });
+      const monitorConnections = new ConnectionProvider(monitorConfig.database);
+      const reported = new Set<string>();
+      let guarding: Promise<unknown> = Promise.resolve();
+      const guard = () => {
+        guarding = runMonitor(monitorConfig, { connections: monitorConnections, write: () => undefined })
+          .then((summary) => {
+            for (const f of summary.findings) {
+              const key = `${f.code}:${f.message}`;
+              if (f.severity === 'info' || reported.has(key)) continue;
+              reported.add(key);
+              say(`guardian ${f.severity}: ${f.message}`);
+            }
+            for (const a of summary.actions) {
+              if (a.kind === 'request-bootstrap') say(`guardian: requested the ${a.reason === 'gap' ? 'gap-repairing re-read' : 'initial load'} of ${a.tables.join(', ')} (recorded in pgrelay.bootstrap; the bootstrap itself arrives in a later release)`);
+              if (a.kind === 'add-to-publication') say(`guardian: added ${a.tables.join(', ')} to the publication`);
+            }
+          })
+          .catch((err: unknown) => say(`guardian: ${describeError(err).message}`));
+      };
+      guard();
+      const guardTimer = setInterval(guard, 30_000);
+      stops.push(['guardian', async () => (clearInterval(guardTimer), await guarding)]);
+
       const writer = new pg.Client({ connectionString: databaseUrl });
       writer.on('error', () => {}); // a demo: a lost connection just ends the workload
       await writer.connect();

@@ -55,6 +55,11 @@ describe('npm start', () => {
       expect(out).toMatch(/^node\.inserted\s+customers customers:1 /m);
       expect(out).toMatch(/^node\.inserted\s+order_items order_items:1:1 /m);
       expect(out).toMatch(/^node\.updated\s+orders orders:1\s+total: "0\.00" → "\d+\.\d\d"/m);
+      // The slot guardian ran on the demo database and said what it did.
+      await waitFor(() => out.includes('guardian: requested the initial load of public.customers, public.order_items, public.orders, public.products'), {
+        timeoutMs: 30_000,
+        message: `the guardian's first run; output so far:\n${out.slice(-2000)}`,
+      });
       const runningPostgres = postgresProcessesOf(groupMembers(pgid));
       expect(runningPostgres.length).toBeGreaterThan(0); // the embedded server is part of the job
 
@@ -107,6 +112,9 @@ describe('npm start', () => {
       await waitFor(() => /^node\.inserted\s+notes notes:1\s+id: 1, body: "hello"/m.test(out), { timeoutMs: 30_000, message: `the user's change as a node event; output:\n${out}` });
       const tables = await withClient(db.url, (c) => c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`));
       expect(tables.rows.map((r) => r.t)).toEqual(['notes']); // no demo schema, no demo writes
+      // Nor the guardian's state schema: it runs on the demo database only.
+      expect((await withClient(db.url, (c) => c.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgrelay'`))).rows).toEqual([]);
+      expect(out).not.toContain('guardian');
       process.kill(-pgid, 'SIGINT');
       await waitFor(() => out.includes('stopped cleanly'), { timeoutMs: 30_000 });
       await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000 });
