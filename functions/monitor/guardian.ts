@@ -81,12 +81,12 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
     findings.push({ code: 'STATE_SCHEMA', severity: 'warning', message: `${err.message}. Until then the monitor cannot tell a dropped slot from a new one, measure acknowledgement age, or keep a cool-down, so it only reports.` });
   }
 
-  let status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, ...(stateSchema !== undefined ? { stateSchema } : {}) });
+  // Read again after every change this run makes, so the document reports what is, not what was.
+  const read = () => readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, ...(stateSchema !== undefined ? { stateSchema } : {}) });
+  let status = await read();
   if (stateSchema === undefined) {
     // Without memory the monitor can still fix the publication; everything else needs the state.
-    if ((await addMissingTables(client, config, status, findings, actions)).length > 0) {
-      status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables });
-    }
+    if ((await addMissingTables(client, config, status, findings, actions)).length > 0) status = await read();
     return { status, findings, actions, lastAckAgeSeconds: undefined, inactiveSeconds: undefined, slotLost: status.slot.state !== 'ok' };
   }
 
@@ -135,7 +135,7 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
         const repaired = await recreateSlot(client, config, stateSchema, watch, slot, now, findings, actions);
         if (repaired !== undefined) {
           watch = repaired;
-          status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, stateSchema });
+          status = await read();
         }
       }
     } else if (slot.state === 'missing') {
@@ -158,7 +158,7 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
         detail: 'the table was missing from the publication: its changes until it was added again were not streamed',
       });
       if (reread.length > 0) actions.push({ kind: 'request-bootstrap', reason: 'gap', tables: reread });
-      status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, stateSchema });
+      status = await read();
     }
 
     if (config.bootstrapNewTables && status.slot.state === 'ok') {
@@ -166,7 +166,7 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
       const requested = await requestBootstrap(client, stateSchema, config.slotName, never, { reason: 'initial', by: 'pgrelay-monitor', detail: 'configured table never loaded' });
       if (requested.length > 0) {
         actions.push({ kind: 'request-bootstrap', reason: 'initial', tables: requested });
-        status = await readStatus(client, { slotName: config.slotName, publicationName: config.publicationName, tables: config.tables, stateSchema });
+        status = await read();
       }
     }
 
