@@ -720,3 +720,36 @@ export function formatBytes(n: number): string {
   }
   return unit === 0 ? `${value} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
+
+export interface StateSchemaFacts {
+  schema: string;
+  user: string;
+  exists: boolean;
+  /** USAGE and CREATE on the schema (the monitor adds its tables there). */
+  usable: boolean;
+  /** Both state tables exist and the user may read and write them. */
+  tablesWritable: boolean;
+  /** CREATE on the database: the monitor can make the schema itself. */
+  canCreateSchema: boolean;
+}
+
+/** Where the monitor keeps its memory: ready, creatable on its first run, or the grant that is missing. */
+export function stateSchemaFinding(f: StateSchemaFacts): Finding {
+  const id = 'state.schema';
+  if (f.exists && (f.tablesWritable || f.usable)) {
+    return { id, severity: 'ok', title: `pgrelay's state schema ${f.schema} is usable by ${f.user}`, detail: 'The monitor keeps its observations and bootstrap requests there.' };
+  }
+  if (!f.exists && f.canCreateSchema) {
+    return { id, severity: 'ok', title: `the monitor can create pgrelay's state schema ${f.schema}`, detail: `${f.user} has CREATE on the database; the first monitor run makes the schema and its two tables.` };
+  }
+  const schema = quoteIdent(f.schema);
+  const user = quoteIdent(f.user);
+  return {
+    id,
+    severity: 'warn',
+    title: f.exists ? `${f.user} cannot use pgrelay's state schema ${f.schema}` : `${f.user} cannot create pgrelay's state schema ${f.schema}`,
+    detail:
+      'Streaming works without it, but the monitor then cannot tell a dropped slot from a new one, measure how long the streamer has not acknowledged, keep its restart cool-down, or record bootstrap requests.',
+    fix: { sql: f.exists ? `GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${user};\nGRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${user};` : `CREATE SCHEMA ${schema} AUTHORIZATION ${user};` },
+  };
+}

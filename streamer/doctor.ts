@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import pg, { type ClientConfig } from 'pg';
 import type { StreamerConfig } from '#core/config.ts';
 import { ConfigError, PgRelayError, SourceError, describeError } from '#core/errors.ts';
-import { parseTableName, tableKey, type TableName } from '#core/identifiers.ts';
+import { parseTableName, quoteIdent, tableKey, type TableName } from '#core/identifiers.ts';
 import { OPERATOR_USAGE, parseOperatorArgs, type OperatorTarget } from './cli-args.ts';
 import { explainConnectionFailure } from './connection.ts';
 import {
@@ -24,6 +24,7 @@ import {
   replicationRoleFinding,
   slotFindings,
   sslFinding,
+  stateSchemaFinding,
   tableFindings,
   versionFindings,
   walKeepFinding,
@@ -41,7 +42,7 @@ import {
 } from './doctor-checks.ts';
 import { resolveTables } from './source.ts';
 
-export interface DoctorTarget extends Pick<OperatorTarget, 'connections' | 'slotName' | 'publicationName' | 'tables'> {
+export interface DoctorTarget extends Pick<OperatorTarget, 'connections' | 'slotName' | 'publicationName' | 'tables' | 'stateSchema'> {
   /** tableKeys of the config, keyed by `schema.table`. */
   tableKeys: Map<string, string[]>;
   /** The streamer may create the publication / add tables to it (config managePublication). */
@@ -186,6 +187,16 @@ SELECT r.rolsuper AS superuser, r.rolreplication AS replication,
        has_database_privilege(current_database(), 'CREATE') AS can_create
 FROM pg_roles r WHERE r.rolname = current_user`;
 
+/** Whether the monitor's state schema is there and usable, or can be made (CREATE on the database). */
+const STATE_SCHEMA_SQL = `
+  SELECT n.oid IS NOT NULL AS exists,
+         COALESCE(has_schema_privilege(n.oid, 'USAGE') AND has_schema_privilege(n.oid, 'CREATE'), false) AS usable,
+         COALESCE(to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL
+                  AND has_table_privilege(to_regclass($2), 'SELECT, INSERT, UPDATE, DELETE')
+                  AND has_table_privilege(to_regclass($3), 'SELECT, INSERT, UPDATE, DELETE'), false) AS tables_writable,
+         has_database_privilege(current_database(), 'CREATE') AS can_create
+  FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`;
+
 const SSL_SQL = 'SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()';
 
 // Columns added in later versions (wal_status 13, invalidation_reason 17) are read through
@@ -320,6 +331,15 @@ export async function diagnose(target: DoctorTarget): Promise<DoctorReport> {
       const ssl = config.ssl;
       const verified = typeof ssl === 'object' && ssl !== null && ssl.rejectUnauthorized !== false;
       findings.push(sslFinding({ host: String(config.host ?? ''), encrypted: row.ssl, version: row.version, verified }, platform));
+    });
+
+    await attempt('state.schema', "pgrelay's state schema", async () => {
+      const row = await one<{ exists: boolean; usable: boolean; tables_writable: boolean; can_create: boolean }>(client, STATE_SCHEMA_SQL, [
+        target.stateSchema,
+        `${quoteIdent(target.stateSchema)}.slot_watch`,
+        `${quoteIdent(target.stateSchema)}.bootstrap`,
+      ]);
+      findings.push(stateSchemaFinding({ schema: target.stateSchema, user: who.user, exists: row.exists, usable: row.usable, tablesWritable: row.tables_writable, canCreateSchema: row.can_create }));
     });
 
     const publication = await attempt('publication', `publication ${target.publicationName}`, () => readPublication(client, target.publicationName));

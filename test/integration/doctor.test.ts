@@ -170,6 +170,12 @@ describe('doctor on the suite server', () => {
     expect(finding(after.report, 'role.replication')).toMatchObject({ severity: 'ok', title: `${role} has the REPLICATION attribute` });
     expect(finding(after.report, 'role.replication_connection')).toMatchObject({ severity: 'ok' });
     expect(after.code).toBe(0);
+
+    // The role may not create the monitor's state schema: a warning with the statement; applied, it is ok.
+    const state = finding(after.report, 'state.schema');
+    expect(state).toMatchObject({ severity: 'warn', fix: { sql: `CREATE SCHEMA "pgrelay" AUTHORIZATION "${role}";` } });
+    await applyFix(db.url, state);
+    expect(finding((await doctor(args)).report, 'state.schema')).toMatchObject({ severity: 'ok', title: `pgrelay's state schema pgrelay is usable by ${role}` });
   });
 
   it('tables without a key: REPLICA IDENTITY FULL with tableKeys, or USING INDEX; partitions and TOAST columns too', async () => {

@@ -8,6 +8,7 @@ import {
   replicationRoleFinding,
   slotFindings,
   sslFinding,
+  stateSchemaFinding,
   tableFindings,
   versionFindings,
   walKeepFinding,
@@ -235,5 +236,18 @@ describe('doctor: connection failures', () => {
     expect(explainDoctorConnectionError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), to)).toMatch(/closed the connection without answering like PostgreSQL/);
     // A host name that looks like a URL scheme is still printed as host:port/db.
     expect(explainDoctorConnectionError(Object.assign(new Error('getaddrinfo ENOTFOUND db.example.com'), { code: 'ENOTFOUND' }), to)).toContain('db.example.com:5432/app');
+  });
+});
+
+describe('doctor: the monitor\'s state schema', () => {
+  const base = { schema: 'pgrelay', user: 'relay', exists: false, usable: false, tablesWritable: false, canCreateSchema: false };
+  it('ready when it exists and is usable, or when the user may create it', () => {
+    expect(stateSchemaFinding({ ...base, exists: true, usable: true })).toMatchObject({ id: 'state.schema', severity: 'ok' });
+    expect(stateSchemaFinding({ ...base, exists: true, tablesWritable: true })).toMatchObject({ severity: 'ok' });
+    expect(stateSchemaFinding({ ...base, canCreateSchema: true })).toMatchObject({ severity: 'ok', title: "the monitor can create pgrelay's state schema pgrelay" });
+  });
+  it('otherwise warns with the statement an administrator runs', () => {
+    expect(stateSchemaFinding(base)).toMatchObject({ severity: 'warn', fix: { sql: 'CREATE SCHEMA "pgrelay" AUTHORIZATION "relay";' } });
+    expect(stateSchemaFinding({ ...base, exists: true })).toMatchObject({ severity: 'warn', fix: { sql: expect.stringContaining('GRANT USAGE, CREATE ON SCHEMA "pgrelay" TO "relay";') } });
   });
 });
