@@ -59,6 +59,8 @@ export interface DecoderOptions {
   types: TypeRegistry;
   /** Configured tables by `schema.table`; changes of other tables are skipped. */
   tables: Map<string, TableInfo>;
+  /** This stream's slot: gap notices (pgrelay.gap messages) addressed to another slot are ignored. */
+  slotName?: string;
   partitions: number;
   sink: ChangeSink;
   /** Called with type OIDs a Relation message uses that the registry does not know. */
@@ -77,6 +79,36 @@ interface OpenTx {
   seq: number;
   commitLsnText: string;
   txJson: string;
+}
+
+/** Prefix of the monitor's transactional gap notices (functions/monitor/guardian.ts writes them). */
+export const GAP_PREFIX = 'pgrelay.gap';
+
+export interface GapNotice {
+  v: 1;
+  slot: string;
+  reason: 'slot-invalidated' | 'slot-dropped' | 'table-unpublished';
+  afterLsn: string | null;
+  untilLsn: string | null;
+  repair: 'bootstrap-requested' | 'none';
+  /** `schema.table` of each table concerned. */
+  tables: string[];
+}
+
+const GAP_REASONS = new Set(['slot-invalidated', 'slot-dropped', 'table-unpublished']);
+const LSN_TEXT = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+
+/** Checks a notice's shape; throws naming what is wrong. */
+export function parseGapNotice(text: string): GapNotice {
+  const doc = JSON.parse(text) as Partial<GapNotice>;
+  const lsnOrNull = (v: unknown) => v === null || (typeof v === 'string' && LSN_TEXT.test(v));
+  if (doc.v !== 1) throw new Error('v must be 1');
+  if (typeof doc.slot !== 'string') throw new Error('slot must be a string');
+  if (!GAP_REASONS.has(String(doc.reason))) throw new Error(`unknown reason ${String(doc.reason)}`);
+  if (!lsnOrNull(doc.afterLsn) || !lsnOrNull(doc.untilLsn)) throw new Error('afterLsn and untilLsn must be LSNs or null');
+  if (doc.repair !== 'bootstrap-requested' && doc.repair !== 'none') throw new Error(`unknown repair ${String(doc.repair)}`);
+  if (!Array.isArray(doc.tables) || doc.tables.some((t) => typeof t !== 'string')) throw new Error('tables must be a list of schema.table');
+  return doc as GapNotice;
 }
 
 export class Decoder {
@@ -147,7 +179,8 @@ export class Decoder {
         this.onTruncate(msg);
         return;
       case 'message':
-        this.opts.sink.message(msg.prefix, msg.content, msg.lsn, msg.transactional);
+        if (msg.transactional && msg.prefix === GAP_PREFIX) this.onGapNotice(msg.content);
+        else this.opts.sink.message(msg.prefix, msg.content, msg.lsn, msg.transactional);
         return;
       case 'type':
       case 'origin':
@@ -326,6 +359,33 @@ export class Decoder {
         `{"v":1,"op":"truncate",${rel.namesJson},"key":null,"after":null,"before":null` +
         `,"truncate":{"cascade":${msg.cascade},"restartIdentity":${msg.restartIdentity}}` +
         `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
+      this.changes++;
+      this.opts.sink.broadcast(json, Buffer.byteLength(json), seq);
+    }
+  }
+
+  /**
+   * The monitor's notice that changes were lost (written with pg_logical_emit_message in a
+   * transaction, so it has a position): one `gap` change per configured table it names, sent
+   * to every partition like a truncate, so it is ordered against every node of the table.
+   */
+  private onGapNotice(content: Buffer): void {
+    const tx = this.requireTx();
+    let notice: GapNotice;
+    try {
+      notice = parseGapNotice(content.toString('utf8'));
+    } catch (err) {
+      throw new DecodeError('BAD_VALUE', `pgrelay.gap message: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.opts.slotName !== undefined && notice.slot !== this.opts.slotName) return;
+    const gapJson = stringifyLossless({ reason: notice.reason, afterLsn: notice.afterLsn, untilLsn: notice.untilLsn, repair: notice.repair });
+    for (const name of notice.tables) {
+      const info = this.opts.tables.get(name);
+      if (info === undefined) continue;
+      const seq = tx.seq++;
+      const json =
+        `{"v":1,"op":"gap","schema":${stringifyLossless(info.schema)},"table":${stringifyLossless(info.table)},"key":null,"after":null,"before":null` +
+        `,"gap":${gapJson},"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
       this.changes++;
       this.opts.sink.broadcast(json, Buffer.byteLength(json), seq);
     }

@@ -121,6 +121,8 @@ class Screen {
       props = e.changed.map((k) => `${k}: ${JSON.stringify(e.previous?.[k])} → ${JSON.stringify(e.node.properties[k])}`).join(', ') || '(no change)';
     } else if (e.type === 'label.truncated') {
       props = 'all nodes removed';
+    } else if (e.type === 'label.gap') {
+      props = `changes lost after ${e.gap?.afterLsn ?? '?'} before ${e.gap?.untilLsn ?? '?'} (${e.gap?.reason ?? '?'}; ${e.gap?.repair ?? '?'})`;
     } else {
       props = Object.entries(e.node.properties).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ');
     }
@@ -288,6 +290,7 @@ export async function runLocal(argv: string[]): Promise<number> {
         onUpdated: (e) => void (eventCount++, screen.event(e)),
         onDeleted: (e) => void (eventCount++, screen.event(e)),
         onTruncated: (e) => void (eventCount++, screen.event(e)),
+        onGap: (e) => void (eventCount++, screen.event(e)),
       },
       { payloads: s3PayloadStore({ bucket: 'pgrelay-local', prefix: 'local/', region: 'us-east-1', endpoint: emulator.endpoint, credentials }) },
     );

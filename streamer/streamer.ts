@@ -358,6 +358,7 @@ class Session implements ChangeSink {
     this.decoder = new Decoder({
       types,
       tables: source.tables as Map<string, TableInfo>,
+      slotName: config.slotName,
       partitions: config.partitions,
       sink: this,
       loadTypes,

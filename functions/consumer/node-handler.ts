@@ -32,6 +32,8 @@ export interface NodeHandlers {
   onUpdated?: NodeEventCallback;
   onDeleted?: NodeEventCallback;
   onTruncated?: NodeEventCallback;
+  /** Changes of a label were lost (slot lost, or the table left the publication); once per copy, like onTruncated. */
+  onGap?: NodeEventCallback;
 }
 
 export interface NodeHandlerOptions {
@@ -71,6 +73,8 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
         return handlers.onDeleted?.(event);
       case 'label.truncated':
         return handlers.onTruncated?.(event);
+      case 'label.gap':
+        return handlers.onGap?.(event);
     }
   };
   const handleRecord = async (record: SqsRecord): Promise<void> => {

@@ -26,7 +26,23 @@ export const transaction = z.object({
   commitTime: z.string(),
 });
 
-export const changeOp = z.enum(['insert', 'update', 'delete', 'truncate', 'snapshot']);
+export const changeOp = z.enum(['insert', 'update', 'delete', 'truncate', 'snapshot', 'gap']);
+
+/**
+ * Changes of a table that were never streamed and never will be: the slot was invalidated or
+ * dropped (and recreated), or the table had been taken out of the publication. Said in the
+ * stream, at the point where streaming resumed, so no consumer mistakes silence for no change.
+ */
+export const gap = z.object({
+  reason: z.enum(['slot-invalidated', 'slot-dropped', 'table-unpublished']),
+  /** The last position acknowledged before the loss (changes after it may be missing); null when unknown. */
+  afterLsn: z.string().nullable(),
+  /** Where streaming resumed (changes before it may be missing); null when unknown. */
+  untilLsn: z.string().nullable(),
+  /** `bootstrap-requested`: the table is to be read again, as snapshot events, to repair the gap. */
+  repair: z.enum(['bootstrap-requested', 'none']),
+});
+export type Gap = z.infer<typeof gap>;
 export type ChangeOp = z.infer<typeof changeOp>;
 
 export const changeEvent = z.object({
@@ -52,6 +68,8 @@ export const changeEvent = z.object({
     .object({ after: z.array(z.string()).optional(), before: z.array(z.string()).optional() })
     .optional(),
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
+  /** For op `gap`: which changes of this table were lost (key, after and before are null). */
+  gap: gap.optional(),
   position,
   tx: transaction,
 });
@@ -91,15 +109,15 @@ export type ChangeBatchRef = z.infer<typeof changeBatchRef>;
 // ---------------------------------------------------------------------------------------
 // GraphNodeEvent: what subscribers receive (EventBridge detail, nodes-queue message body).
 
-export const graphEventType = z.enum(['node.inserted', 'node.updated', 'node.deleted', 'label.truncated']);
+export const graphEventType = z.enum(['node.inserted', 'node.updated', 'node.deleted', 'label.truncated', 'label.gap']);
 export type GraphEventType = z.infer<typeof graphEventType>;
 
 export const graphNode = z.object({
-  /** `{label}:{key}`, composite keys joined with ':' in key order (see node-id.ts). Null for label.truncated. */
+  /** `{label}:{key}`, composite keys joined with ':' in key order (see node-id.ts). Null for label.truncated and label.gap. */
   id: z.string().nullable(),
   /** The table name; schema-qualified (`sales.orders`) only where two published tables share a name. */
   label: z.string(),
-  /** The row's columns (lossless values). Empty for label.truncated. */
+  /** The row's columns (lossless values). Empty for label.truncated and label.gap. */
   properties: row,
 });
 
@@ -120,6 +138,8 @@ export const graphNodeEvent = z.object({
   /** Set on events from a bootstrap read of existing rows (type is node.updated: insert-or-update). */
   snapshot: z.literal(true).optional(),
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
+  /** On label.gap: changes of every node of this label in a WAL range were lost (see `gap`). */
+  gap: gap.optional(),
   position,
   tx: transaction,
 });

@@ -15,6 +15,8 @@
  * - delete   → `node.deleted`, properties = `before` when known, else the key columns.
  * - truncate → `label.truncated` with node {id: null, label, properties: {}} and the
  *              `truncate` flags, emitted only for the copy in partition 0 (see `toGraphEvents`).
+ * - gap      → `label.gap` the same way, with the `gap` (which changes were lost, and whether
+ *              a re-read was requested).
  * - snapshot → `node.updated` with `snapshot: true`: a bootstrap read of an existing row, which
  *              subscribers apply as an upsert. properties = `after`.
  *
@@ -82,21 +84,23 @@ export function toGraphEvents(change: ChangeEvent, ctx: GraphEventContext): Grap
       return [fromBefore(change, ctx, label, nodeId(label, key), key)];
     }
 
-    case 'truncate': {
-      // The streamer sends a truncate to every partition of the changes queue, each copy with
-      // the same position, so that it is ordered against every row of the table whichever
-      // partition the row lives in. Subscribers need it once: the copy in partition 0 speaks
-      // for all of them, and the others only served the per-partition order.
+    case 'truncate':
+    case 'gap': {
+      // The streamer sends a truncate (and a gap notice) to every partition of the changes
+      // queue, each copy with the same position, so that it is ordered against every row of the
+      // table whichever partition the row lives in. Subscribers need it once: the copy in
+      // partition 0 speaks for all of them, and the others only served the per-partition order.
       if (ctx.partition !== 0) return [];
       const event: GraphNodeEvent = {
         v: 1,
-        type: 'label.truncated',
+        type: change.op === 'truncate' ? 'label.truncated' : 'label.gap',
         source: ctx.source,
         node: { id: null, label, properties: {} },
         position: change.position,
         tx: change.tx,
       };
       if (change.truncate !== undefined) event.truncate = change.truncate;
+      if (change.gap !== undefined) event.gap = change.gap;
       return [event];
     }
 

@@ -22,6 +22,7 @@ import type { Client } from 'pg';
 import { SourceError } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, tableKey } from '#core/identifiers.ts';
 import { ensureStateSchema, readSlotWatch, requestBootstrap, writeSlotWatch, type SlotWatch } from '#shared/source-state.ts';
+import { GAP_PREFIX, type GapNotice } from '#streamer/decoder.ts';
 import { readStatus, type SlotDetails, type SourceStatus } from '#streamer/status.ts';
 import type { MonitorConfig } from './config.ts';
 import { slotMetrics } from './metrics.ts';
@@ -44,7 +45,8 @@ export type Action =
   | { kind: 'stop-task'; taskArn: string; reason: string }
   | { kind: 'recreate-slot'; slotName: string; gapAfterLsn: string | null; gapUntilLsn: string }
   | { kind: 'add-to-publication'; tables: string[] }
-  | { kind: 'request-bootstrap'; reason: 'initial' | 'gap'; tables: string[] };
+  | { kind: 'request-bootstrap'; reason: 'initial' | 'gap'; tables: string[] }
+  | { kind: 'gap-notice'; lsn: string; reason: GapNotice['reason']; tables: string[] };
 
 export interface GuardianResult {
   status: SourceStatus;
@@ -151,13 +153,18 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
       // meanwhile: it needs a re-read as much as a lost slot does. (A table never loaded gets its
       // initial request below.)
       const known = status.tables.filter((t) => added.includes(t.table) && t.bootstrap.state !== 'not-requested' && t.bootstrap.state !== 'untracked').map((t) => t.table);
+      // Read after the ALTER committed: changes of these tables stream from (at latest) here.
+      const resumedAt = (await client.query<{ lsn: string }>(`SELECT ${status.inRecovery ? 'pg_last_wal_replay_lsn()' : 'pg_current_wal_lsn()'}::text AS lsn`)).rows[0]?.lsn ?? null;
       const reread = await requestBootstrap(client, stateSchema, config.slotName, known, {
         reason: 'gap',
         by: 'pgrelay-monitor',
-        gapUntilLsn: status.currentWalLsn,
+        gapUntilLsn: resumedAt,
         detail: 'the table was missing from the publication: its changes until it was added again were not streamed',
       });
-      if (reread.length > 0) actions.push({ kind: 'request-bootstrap', reason: 'gap', tables: reread });
+      if (reread.length > 0) {
+        actions.push({ kind: 'request-bootstrap', reason: 'gap', tables: reread });
+        await emitGapNotice(client, { v: 1, slot: config.slotName, reason: 'table-unpublished', afterLsn: null, untilLsn: resumedAt, repair: 'bootstrap-requested', tables: reread }, findings, actions);
+      }
       status = await read();
     }
 
@@ -299,6 +306,8 @@ async function recreateSlot(
     });
     actions.push({ kind: 'recreate-slot', slotName: name, gapAfterLsn: watch.lostAfterLsn, gapUntilLsn });
     actions.push({ kind: 'request-bootstrap', reason: 'gap', tables: [...tables].sort() });
+    // Said in the new slot's stream too: its first events tell every consumer what was lost.
+    await emitGapNotice(client, { v: 1, slot: name, reason: slot.state === 'lost' ? 'slot-invalidated' : 'slot-dropped', afterLsn: watch.lostAfterLsn, untilLsn: gapUntilLsn, repair: 'bootstrap-requested', tables }, findings, actions);
     findings.push({
       code: 'SLOT_RECREATED',
       severity: 'critical',
@@ -359,6 +368,19 @@ async function addMissingTables(client: Client, config: MonitorConfig, status: S
   actions.push({ kind: 'add-to-publication', tables });
   findings.push({ code: 'PUBLICATION_TABLES_ADDED', severity: 'warning', message: `added ${tables.join(', ')} to publication ${pub.name} (they were missing, so their changes were not streamed until now)` });
   return tables;
+}
+
+/**
+ * A transactional logical message the streamer turns into one `gap` change per table (and the
+ * transform into `label.gap` events): the loss is said in the stream, in order, not only in logs.
+ */
+async function emitGapNotice(client: Client, notice: GapNotice, findings: Finding[], actions: Action[]): Promise<void> {
+  try {
+    const { rows } = await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [GAP_PREFIX, JSON.stringify(notice)]);
+    actions.push({ kind: 'gap-notice', lsn: rows[0]?.lsn as string, reason: notice.reason, tables: notice.tables });
+  } catch (err) {
+    findings.push({ code: 'GAP_NOTICE_FAILED', severity: 'critical', message: `could not write the gap notice into the stream (${(err as Error).message}); consumers learn of the lost changes only from this finding and the bootstrap requests` });
+  }
 }
 
 /**

@@ -51,7 +51,7 @@ export interface TransformStats {
 /** SQS's message limit less room for the nodes-queue envelope. */
 const NODES_EVENT_MAX_BYTES = 1024 * 1024 - 64;
 
-const OPS = new Set(['insert', 'update', 'delete', 'truncate', 'snapshot']);
+const OPS = new Set(['insert', 'update', 'delete', 'truncate', 'snapshot', 'gap']);
 
 export class Transform {
   private readonly labels: Map<string, string>;

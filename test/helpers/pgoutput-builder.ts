@@ -55,6 +55,12 @@ export const pgo = {
     return b.build();
   },
   insert: (id: number, values: (string | null)[]) => new PgOutputBuilder().byte(0x49).int32(id).byte(0x4e).tuple(values).build(),
+  /** A logical decoding message (pg_logical_emit_message). */
+  message: (lsn: bigint, prefix: string, content: string, transactional: boolean) => {
+    const bytes = Buffer.from(content, 'utf8');
+    const b = new PgOutputBuilder().byte(0x4d).byte(transactional ? 1 : 0).int64(lsn).cstring(prefix).int32(bytes.length);
+    return Buffer.concat([b.build(), bytes]);
+  },
   update: (id: number, values: (string | null | { unchanged: true })[], old?: { kind: 'K' | 'O'; values: (string | null)[] }) => {
     const b = new PgOutputBuilder().byte(0x55).int32(id);
     if (old) b.byte(old.kind.charCodeAt(0)).tuple(old.values);

@@ -14,6 +14,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SourceError } from '#core/errors.ts';
 import { parseLsn } from '#core/position.ts';
+import { parseStreamerConfig } from '#core/config.ts';
 import { parseMonitorConfig, type MonitorConfig } from '#monitor/config.ts';
 import { runMonitor, type MonitorSummary } from '#monitor/handler.ts';
 import { ConnectionProvider } from '#streamer/connection.ts';
@@ -33,6 +34,8 @@ const SOURCE = 'slot-loss';
 const PUBLICATION = 'pgrelay_slot_loss';
 const TABLES = ['items', 'orders'];
 const TABLE_KEYS = ['public.items', 'public.orders'];
+// The streamer's default message groups: a gap notice reaches each of them.
+const PARTITIONS = parseStreamerConfig({ database: { url: 'postgres://x/y' }, tables: ['t'], queueUrl: 'http://q/x.fifo' }).partitions;
 const DDL = `CREATE TABLE items (id int PRIMARY KEY, v text);
              CREATE TABLE orders (id int PRIMARY KEY, v text);
              CREATE PUBLICATION ${PUBLICATION} FOR TABLE items, orders`;
@@ -141,6 +144,26 @@ async function refusal(r: RunningStreamer): Promise<unknown> {
 }
 
 const label = (c: ReceivedChange) => `${c.table}:${String(c.key?.id)}`;
+
+/**
+ * The gap notice as the stream carries it: one `gap` change per table on every partition (like
+ * a truncate), all before `first`, naming what was lost; returns the row changes that remain.
+ */
+function expectGapThenRows(changes: ReceivedChange[], gap: { reason: string; afterLsn: string | null; untilLsn: string }, partitions: number): ReceivedChange[] {
+  const gaps = changes.filter((c) => c.op === 'gap');
+  const rows = changes.filter((c) => c.op !== 'gap');
+  const unique = new Map(gaps.map((c) => [`${c.table}@${c.position.commitLsn}/${c.position.seq}`, c]));
+  expect([...unique.values()].map((c) => c.table).sort()).toEqual(TABLES);
+  for (const c of unique.values()) {
+    expect(c).toMatchObject({ key: null, after: null, before: null, gap: { reason: gap.reason, afterLsn: gap.afterLsn, untilLsn: gap.untilLsn, repair: 'bootstrap-requested' } });
+    // Written after the slot was recreated, so inside the new slot's stream.
+    expect(parseLsn(c.position.commitLsn)).toBeGreaterThanOrEqual(parseLsn(gap.untilLsn));
+    for (const r of rows) expect(parseLsn(c.position.commitLsn)).toBeLessThan(parseLsn(r.position.commitLsn));
+  }
+  // Every partition got each table's notice, so it is ordered against every node.
+  expect(gaps.length).toBe(TABLES.length * partitions);
+  return rows;
+}
 
 /** Inserts a row and waits for it in the queue; returns every change received meanwhile. */
 async function insertAndReceive(db: Db, queue: Queue, table: string, id: number, v: string): Promise<ReceivedChange[]> {
@@ -340,10 +363,12 @@ describe('monitor and a slot invalidated for real (max_slot_wal_keep_size)', () 
     await resumed.ready;
     expect(resumed.logs.find((l) => l.msg === 'source ready')).toMatchObject({ slotCreated: false, confirmedFlushLsn: until });
     const received = await insertAndReceive(db, queue, 'items', 5, 'after the repair');
-    // The honest part: what was written during the gap is in the table but was never streamed.
+    // The honest part: what was written during the gap is in the table but was never streamed,
+    // and the stream says so first: a gap notice per table, from the monitor, before any row.
     const rest = changesOf(await drainQueue(queue.client, queue.queueUrl));
-    expect([...received, ...rest].map(label)).toEqual(['items:5']);
-    expect(resumed.streamer.stats().changes).toBe(1);
+    const rows = expectGapThenRows([...received, ...rest], { reason: 'slot-invalidated', afterLsn: acked, untilLsn: until }, PARTITIONS);
+    expect(rows.map(label)).toEqual(['items:5']);
+    expect(resumed.streamer.stats().changes).toBe(1 + TABLES.length);
     expect(await sql(db.url, `SELECT 'items:' || id AS k FROM items UNION ALL SELECT 'orders:' || id FROM orders ORDER BY 1`)).toEqual(
       ['items:1', 'items:2', 'items:3', 'items:4', 'items:5', 'orders:1'].map((k) => ({ k })),
     );
@@ -409,14 +434,17 @@ describe('monitor and a slot dropped by someone, or never created (shared server
   }
 
   /** Streams again after the repair: the new row arrives, the one written while the slot was gone does not. */
-  async function streamsAgainWithoutTheGap(db: Db, queue: Queue, slotCreated: boolean): Promise<void> {
+  async function streamsAgainWithoutTheGap(db: Db, queue: Queue, slotCreated: boolean, gap?: { afterLsn: string; untilLsn: string }): Promise<void> {
     const resumed = streamer(db, queue);
     await resumed.ready;
     expect(resumed.logs.find((l) => l.msg === 'source ready')).toMatchObject({ slotCreated });
     const received = await insertAndReceive(db, queue, 'items', 3, 'after the repair');
-    const rest = changesOf(await drainQueue(queue.client, queue.queueUrl));
-    expect([...received, ...rest].map(label)).toEqual(['items:3']);
-    expect(resumed.streamer.stats().changes).toBe(1);
+    const all = [...received, ...changesOf(await drainQueue(queue.client, queue.queueUrl))];
+    // The monitor's repair says so in the stream; an operator who accepted the gap with slot drop gets no notice.
+    const rows = gap !== undefined ? expectGapThenRows(all, { reason: 'slot-dropped', ...gap }, PARTITIONS) : all;
+    expect(all.filter((c) => c.op === 'gap').length).toBe(gap !== undefined ? TABLES.length * PARTITIONS : 0);
+    expect(rows.map(label)).toEqual(['items:3']);
+    expect(resumed.streamer.stats().changes).toBe(1 + (gap !== undefined ? TABLES.length : 0));
     expect(await sql(db.url, 'SELECT id FROM items ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   }
 
@@ -436,7 +464,7 @@ describe('monitor and a slot dropped by someone, or never created (shared server
     );
     expect(await watchRows(db.url, slot)).toEqual([expect.objectContaining({ generation: 2, lost_at: null, recreated_at: new Date(at), gap_after_lsn: acked, gap_until_lsn: until })]);
 
-    await streamsAgainWithoutTheGap(db, queue, false);
+    await streamsAgainWithoutTheGap(db, queue, false, { afterLsn: acked, untilLsn: until });
   });
 
   it('dropped: `pgrelay slot drop --yes` forgets it, and the next streamer start creates a new slot', async () => {

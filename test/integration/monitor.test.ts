@@ -184,6 +184,15 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
     expect(emfProblems(doc)).toEqual([]);
     expect(summary.actions).toContainEqual({ kind: 'add-to-publication', tables: ['public.monitor_unpublished'] });
     expect(summary.actions).toContainEqual({ kind: 'request-bootstrap', reason: 'gap', tables: ['public.monitor_unpublished'] });
+    // And said in the stream: a transactional gap notice the streamer turns into label.gap events.
+    const notice = summary.actions.find((a) => a.kind === 'gap-notice');
+    expect(notice).toMatchObject({ kind: 'gap-notice', reason: 'table-unpublished', tables: ['public.monitor_unpublished'] });
+    const [written] = await sql<{ data: string }>(
+      `SELECT encode(data, 'escape') AS data FROM pg_logical_slot_peek_binary_changes($1::name, NULL, NULL, 'proto_version', '1', 'publication_names', $3::text, 'messages', 'true')
+       WHERE lsn = $2::pg_lsn AND position('pgrelay.gap' in encode(data, 'escape')) > 0`,
+      [slot, (notice as { lsn: string }).lsn, slot],
+    );
+    expect(written?.data).toContain('"reason":"table-unpublished"');
     const rows = await sql<{ table_name: string; reason: string; state: string; gap_until_lsn: string | null; detail: string }>(
       `SELECT table_name, reason, state, gap_until_lsn::text, detail FROM pgrelay.bootstrap WHERE slot_name = $1 ORDER BY table_name`,
       [slot],

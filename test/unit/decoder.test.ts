@@ -5,18 +5,21 @@ import { Decoder, type ChangeSink } from '#streamer/decoder.ts';
 import { parsePgOutput } from '#streamer/pgoutput.ts';
 import { pgo } from '#test/helpers/pgoutput-builder.ts';
 
-function decoderWith(tables: Record<string, string[]>) {
+function decoderWith(tables: Record<string, string[]>, slotName?: string) {
   const out: { partition: number; json: string; bytes: number; seq: number }[] = [];
+  const broadcasts: { json: string; seq: number }[] = [];
+  const messages: { prefix: string; transactional: boolean }[] = [];
   const errors: unknown[] = [];
   const sink: ChangeSink = {
     begin: () => {},
     change: (partition, json, bytes, seq) => out.push({ partition, json, bytes, seq }),
-    broadcast: () => {},
+    broadcast: (json, _bytes, seq) => broadcasts.push({ json, seq }),
     commit: () => {},
     keepalive: () => {},
-    message: () => {},
+    message: (prefix, _content, _lsn, transactional) => messages.push({ prefix, transactional }),
   };
   const decoder = new Decoder({
+    ...(slotName !== undefined ? { slotName } : {}),
     types: new TypeRegistry(),
     tables: new Map(Object.entries(tables).map(([ref, keyColumns]) => [ref, { schema: ref.split('.')[0]!, table: ref.split('.')[1]!, keyColumns }])),
     partitions: 8,
@@ -26,7 +29,7 @@ function decoderWith(tables: Record<string, string[]>) {
     resume: () => {},
     onError: (err) => errors.push(err),
   });
-  return { decoder, out, errors };
+  return { decoder, out, broadcasts, messages, errors };
 }
 
 describe('decoder', () => {
@@ -77,5 +80,43 @@ describe('decoder', () => {
   it('rejects a message it does not know rather than guessing', () => {
     expect(() => parsePgOutput(Buffer.from([0x5a, 0, 0]))).toThrow(/unknown pgoutput message type 0x5a/);
     expect(() => parsePgOutput(pgo.insert(1, ['1']).subarray(0, 8))).toThrow(/ended early/);
+  });
+});
+
+describe('decoder: gap notices', () => {
+  const notice = (over: Record<string, unknown> = {}) =>
+    JSON.stringify({ v: 1, slot: 's1', reason: 'slot-invalidated', afterLsn: '0/100', untilLsn: '0/500', repair: 'bootstrap-requested', tables: ['public.a', 'public.b', 'public.other'], ...over });
+
+  it('turns a notice for this slot into one gap change per configured table, broadcast, in the transaction\'s order', () => {
+    const { decoder, broadcasts, messages, errors } = decoderWith({ 'public.a': ['id'], 'public.b': ['id'] }, 's1');
+    decoder.handle(pgo.begin(0x600n, 9));
+    decoder.handle(pgo.message(0x580n, 'pgrelay.gap', notice(), true));
+    decoder.handle(pgo.commit(0x600n, 0x680n));
+    expect(errors).toEqual([]);
+    expect(messages).toEqual([]);
+    const events = broadcasts.map((b) => changeEvent.parse(JSON.parse(b.json)));
+    // public.other is not streamed here: no change for it.
+    expect(events.map((e) => [e.op, e.table, e.position])).toEqual([
+      ['gap', 'a', { commitLsn: '0/600', seq: 0 }],
+      ['gap', 'b', { commitLsn: '0/600', seq: 1 }],
+    ]);
+    expect(events[0]).toMatchObject({ key: null, after: null, before: null, gap: { reason: 'slot-invalidated', afterLsn: '0/100', untilLsn: '0/500', repair: 'bootstrap-requested' } });
+  });
+
+  it('ignores a notice for another slot, passes other messages on, and stops on a malformed notice', () => {
+    const other = decoderWith({ 'public.a': ['id'] }, 's1');
+    other.decoder.handle(pgo.begin(0x600n, 9));
+    other.decoder.handle(pgo.message(0x580n, 'pgrelay.gap', notice({ slot: 's2' }), true));
+    other.decoder.handle(pgo.message(0x590n, 'pgrelay.heartbeat', '{}', false));
+    other.decoder.handle(pgo.commit(0x600n, 0x680n));
+    expect(other.broadcasts).toEqual([]);
+    expect(other.messages).toEqual([{ prefix: 'pgrelay.heartbeat', transactional: false }]);
+
+    const bad = decoderWith({ 'public.a': ['id'] }, 's1');
+    bad.decoder.handle(pgo.begin(0x600n, 9));
+    bad.decoder.handle(pgo.message(0x580n, 'pgrelay.gap', notice({ reason: 'oops' }), true));
+    expect(bad.broadcasts).toEqual([]);
+    expect(bad.errors).toHaveLength(1);
+    expect(bad.errors[0]).toMatchObject({ code: 'BAD_VALUE', message: expect.stringContaining('unknown reason oops') });
   });
 });

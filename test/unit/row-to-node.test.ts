@@ -286,6 +286,30 @@ describe('toGraphEvents: truncate', () => {
   });
 });
 
+describe('toGraphEvents: gap', () => {
+  const gapChange = change({
+    op: 'gap',
+    key: null,
+    after: null,
+    gap: { reason: 'slot-dropped', afterLsn: '0/100', untilLsn: '0/200', repair: 'bootstrap-requested' },
+  });
+
+  it('the copy in partition 0 emits one label.gap saying what was lost; the other copies nothing', () => {
+    expect(run(gapChange)).toStrictEqual([
+      {
+        v: 1,
+        type: 'label.gap',
+        source: 'shop',
+        node: { id: null, label: 'orders', properties: {} },
+        gap: { reason: 'slot-dropped', afterLsn: '0/100', untilLsn: '0/200', repair: 'bootstrap-requested' },
+        position: gapChange.position,
+        tx: TX,
+      },
+    ]);
+    for (const partition of [1, 7]) expect(run(gapChange, { ...ctx, partition })).toEqual([]);
+  });
+});
+
 describe('toGraphEvents: snapshot', () => {
   it('is a node.updated marked snapshot: an upsert of an existing row', () => {
     const [event, ...rest] = run(change({ op: 'snapshot' }));
