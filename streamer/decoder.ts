@@ -4,6 +4,7 @@
  * unchanged TOAST columns from a REPLICA IDENTITY FULL old row or names them in
  * `unchanged`, and serializes the event once, straight to the JSON text the batcher ships.
  */
+import { GAP_PREFIX, parseGapNotice, type GapNotice } from '#core/gap-notice.ts';
 import { DecodeError } from '#core/errors.ts';
 import { tableKey } from '#core/identifiers.ts';
 import { fnv1a, mix32, tablePrefixHash } from '#core/partition.ts';
@@ -79,36 +80,6 @@ interface OpenTx {
   seq: number;
   commitLsnText: string;
   txJson: string;
-}
-
-/** Prefix of the monitor's transactional gap notices (functions/monitor/guardian.ts writes them). */
-export const GAP_PREFIX = 'pgrelay.gap';
-
-export interface GapNotice {
-  v: 1;
-  slot: string;
-  reason: 'slot-invalidated' | 'slot-dropped' | 'table-unpublished';
-  afterLsn: string | null;
-  untilLsn: string | null;
-  repair: 'bootstrap-requested' | 'none';
-  /** `schema.table` of each table concerned. */
-  tables: string[];
-}
-
-const GAP_REASONS = new Set(['slot-invalidated', 'slot-dropped', 'table-unpublished']);
-const LSN_TEXT = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
-
-/** Checks a notice's shape; throws naming what is wrong. */
-export function parseGapNotice(text: string): GapNotice {
-  const doc = JSON.parse(text) as Partial<GapNotice>;
-  const lsnOrNull = (v: unknown) => v === null || (typeof v === 'string' && LSN_TEXT.test(v));
-  if (doc.v !== 1) throw new Error('v must be 1');
-  if (typeof doc.slot !== 'string') throw new Error('slot must be a string');
-  if (!GAP_REASONS.has(String(doc.reason))) throw new Error(`unknown reason ${String(doc.reason)}`);
-  if (!lsnOrNull(doc.afterLsn) || !lsnOrNull(doc.untilLsn)) throw new Error('afterLsn and untilLsn must be LSNs or null');
-  if (doc.repair !== 'bootstrap-requested' && doc.repair !== 'none') throw new Error(`unknown repair ${String(doc.repair)}`);
-  if (!Array.isArray(doc.tables) || doc.tables.some((t) => typeof t !== 'string')) throw new Error('tables must be a list of schema.table');
-  return doc as GapNotice;
 }
 
 export class Decoder {

@@ -122,7 +122,8 @@ export interface StreamerConfig extends Omit<z.output<typeof streamerConfigSchem
   publicationName: string;
 }
 
-function issuePath(path: readonly PropertyKey[]): string {
+/** A zod issue's path as the problem list names it (`batch.maxBytes`). */
+export function issuePath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(config)' : path.map(String).join('.');
 }
 
@@ -309,13 +310,16 @@ export const TRANSFORM_ENV = { config: 'PGRELAY_TRANSFORM_CONFIG' } as const;
 
 /** The transform's config from its environment (one JSON document, set by the construct). */
 export function parseTransformEnv(env: Record<string, string | undefined>): TransformConfig {
-  const text = env[TRANSFORM_ENV.config];
-  if (text === undefined) throw new ConfigError([`${TRANSFORM_ENV.config}: not set`]);
-  let doc: unknown;
+  return parseTransformConfig(jsonFromEnv(env, TRANSFORM_ENV.config));
+}
+
+/** The JSON document a Lambda's config variable holds; a ConfigError when it is missing or not JSON. */
+export function jsonFromEnv(env: Record<string, string | undefined>, name: string): unknown {
+  const text = env[name];
+  if (text === undefined) throw new ConfigError([`${name}: not set`]);
   try {
-    doc = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
-    throw new ConfigError([`${TRANSFORM_ENV.config}: not valid JSON (${(err as Error).message})`]);
+    throw new ConfigError([`${name}: not valid JSON (${(err as Error).message})`]);
   }
-  return parseTransformConfig(doc);
 }

@@ -5,7 +5,7 @@
  * from PGRELAY_MONITOR_CONFIG. Every problem is reported at once.
  */
 import { z } from 'zod';
-import { databaseProblems, parseTableList, streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
+import { databaseProblems, issuePath, jsonFromEnv, parseTableList, streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
 import { ConfigError } from '#core/errors.ts';
 import type { TableName } from '#core/identifiers.ts';
 
@@ -77,10 +77,6 @@ export interface MonitorConfig {
 
 export const MONITOR_ENV = { config: 'PGRELAY_MONITOR_CONFIG', region: 'AWS_REGION' } as const;
 
-function issuePath(path: readonly PropertyKey[]): string {
-  return path.length === 0 ? '(config)' : path.map(String).join('.');
-}
-
 /** Validate a config object; throws one ConfigError listing every problem. */
 export function parseMonitorConfig(input: unknown, defaults: { region?: string } = {}): MonitorConfig {
   const result = monitorConfigSchema.safeParse(input);
@@ -114,14 +110,6 @@ export function parseMonitorConfig(input: unknown, defaults: { region?: string }
 
 /** The monitor's config from its environment (one JSON document, set by the construct). */
 export function parseMonitorEnv(env: Record<string, string | undefined>): MonitorConfig {
-  const text = env[MONITOR_ENV.config];
-  if (text === undefined) throw new ConfigError([`${MONITOR_ENV.config}: not set`]);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError([`${MONITOR_ENV.config}: not valid JSON (${(err as Error).message})`]);
-  }
   const region = env[MONITOR_ENV.region];
-  return parseMonitorConfig(doc, region !== undefined ? { region } : {});
+  return parseMonitorConfig(jsonFromEnv(env, MONITOR_ENV.config), region !== undefined ? { region } : {});
 }
