@@ -5,8 +5,11 @@ export interface WaitOptions {
   timeoutMs?: number;
   /** Pause between two checks. @default 25 */
   intervalMs?: number;
-  /** What was awaited, for the error thrown on timeout. @default 'condition' */
-  message?: string;
+  /**
+   * What was awaited, for the error thrown on timeout; a function is called only then, so it
+   * can describe the state at the timeout (the output a process printed meanwhile). @default 'condition'
+   */
+  message?: string | (() => string);
 }
 
 /**
@@ -46,7 +49,7 @@ export async function waitForValue<T>(
     if (performance.now() >= deadline) break;
     await delay(Math.min(intervalMs, Math.max(0, deadline - performance.now())));
   }
-  const what = opts.message ?? 'condition';
+  const what = (typeof opts.message === 'function' ? opts.message() : opts.message) ?? 'condition';
   const why = lastError === undefined ? '' : `; last error: ${describe(lastError)}`;
   throw new Error(`Timed out after ${timeoutMs} ms (${attempts} checks) waiting for ${what}${why}`, {
     cause: lastError,

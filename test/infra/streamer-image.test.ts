@@ -149,7 +149,7 @@ describe('the bundled task', () => {
       await exited;
     });
 
-    await waitFor(() => out.includes('"msg":"streaming"'), { timeoutMs: 30_000, message: `the bundled streamer streaming; output:\n${out}` });
+    await waitFor(() => out.includes('"msg":"streaming"'), { timeoutMs: 30_000, message: () => `the bundled streamer streaming; output:\n${out}` });
     const firstBeat = Number(readFileSync(healthFile, 'utf8'));
     expect(healthCheck(healthFile)).toEqual({ status: 0, stderr: '' });
 

@@ -1,4 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
@@ -41,6 +44,41 @@ function postgresProcessesOf(pids: number[]): string[] {
   return out.split('\n').filter((l) => pids.includes(Number(l.trim().split(/\s+/)[0])) && l.includes('postgres'));
 }
 
+/** How long the pipeline stays frozen after Ctrl-C: well past the 60 ms the tsx wrapper allowed. */
+const FROZEN_MS = 500;
+
+/** The process running the pipeline (`streamer/cli.ts local`) in a job: the one whose parent is not also one. */
+function pipelineProcess(pgid: number): number {
+  const out = execFileSync('ps', ['-eo', 'pid=,ppid=,pgid=,args='], { encoding: 'utf8' });
+  const rows = out
+    .split('\n')
+    .map((l) => l.trim().match(/^(\d+)\s+(\d+)\s+(\d+)\s+(.*)$/))
+    .filter((m): m is RegExpMatchArray => m !== null && Number(m[3]) === pgid && /^(\S*\/)?node\s.*streamer\/cli\.ts local/.test(m[4] as string))
+    .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]) }));
+  const pids = new Set(rows.map((r) => r.pid));
+  const leaves = rows.filter((r) => !rows.some((o) => o.ppid === r.pid && pids.has(o.pid)));
+  expect(leaves, out).toHaveLength(1);
+  return (leaves[0] as { pid: number }).pid;
+}
+
+/** Signals pending at a process (its own and its thread group's), from /proc. */
+function pendingSignals(pid: number): Set<string> {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const names = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
+  const pending = new Set<string>();
+  for (const field of ['SigPnd', 'ShdPnd']) {
+    const mask = BigInt(`0x${status.match(new RegExp(`^${field}:\\s*([0-9a-f]+)`, 'm'))?.[1] ?? '0'}`);
+    for (let n = 1; n <= 64; n++) if ((mask >> BigInt(n - 1)) & 1n) pending.add(names.get(n) ?? `signal ${n}`);
+  }
+  return pending;
+}
+
+/** A process's state letter (R, S, T, Z, ...), or 'gone'. */
+function processState(pid: number): string {
+  if (!existsSync(`/proc/${pid}/stat`)) return 'gone';
+  return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] as string;
+}
+
 describe('npm start', () => {
   it('runs the demo pipeline, prints node events, and stops cleanly on Ctrl-C with nothing left running', async () => {
     // A new process group, as a terminal gives a foreground job; Ctrl-C signals the whole group.
@@ -51,14 +89,14 @@ describe('npm start', () => {
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
     const pgid = child.pid as number;
     try {
-      await waitFor(() => (out.match(/^node\.(inserted|updated|deleted)/gm) ?? []).length >= 8, { timeoutMs: 90_000, message: `node events from the demo; output so far:\n${out}` });
+      await waitFor(() => (out.match(/^node\.(inserted|updated|deleted)/gm) ?? []).length >= 8, { timeoutMs: 90_000, message: () => `node events from the demo; output so far:\n${out}` });
       expect(out).toMatch(/^node\.inserted\s+customers customers:1 /m);
       expect(out).toMatch(/^node\.inserted\s+order_items order_items:1:1 /m);
       expect(out).toMatch(/^node\.updated\s+orders orders:1\s+total: "0\.00" → "\d+\.\d\d"/m);
       // The slot guardian ran on the demo database and said what it did.
       await waitFor(() => out.includes('guardian: requested the initial load of public.customers, public.order_items, public.orders, public.products'), {
         timeoutMs: 30_000,
-        message: `the guardian's first run; output so far:\n${out.slice(-2000)}`,
+        message: () => `the guardian's first run; output so far:\n${out.slice(-2000)}`,
       });
       const runningPostgres = postgresProcessesOf(groupMembers(pgid));
       expect(runningPostgres.length).toBeGreaterThan(0); // the embedded server is part of the job
@@ -68,8 +106,38 @@ describe('npm start', () => {
       // and says so on the same output.
       const npmExit = await exited;
       expect(npmExit.code === 0 || npmExit.signal === 'SIGINT').toBe(true);
-      await waitFor(() => /stopped cleanly after \d+ s: \d+ node events/.test(out), { timeoutMs: 30_000, message: `a clean stop; output:\n${out.slice(-2000)}` });
+      await waitFor(() => /stopped cleanly after \d+ s: \d+ node events/.test(out), { timeoutMs: 30_000, message: () => `a clean stop; output:\n${out.slice(-2000)}` });
       expect(out).not.toMatch(/\n\s+at .+:\d+:\d+/); // no stack trace
+      await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
+    } finally {
+      if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
+    }
+  }, 150_000);
+
+  it('a Ctrl-C the pipeline is slow to see still ends in a clean stop (regression: the tsx wrapper SIGKILLed it after 60 ms)', async () => {
+    const child = spawn('npm', ['start'], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const pgid = child.pid as number;
+    try {
+      await waitFor(() => /^node\.inserted/m.test(out), { timeoutMs: 90_000, message: () => `node events from the demo; output so far:\n${out}` });
+      const pipeline = pipelineProcess(pgid);
+      // A busy machine, made deterministic: the pipeline is frozen when Ctrl-C reaches the job
+      // and for a while after, as a process starved of CPU would be. The `tsx` command's wrapper
+      // gave its child 2 × 30 ms to report the signal, then killed it.
+      process.kill(pipeline, 'SIGSTOP');
+      try {
+        // Stopped first: a SIGINT sent alongside would be taken before the (higher-numbered) SIGSTOP.
+        await waitFor(() => processState(pipeline) === 'T', { message: 'the pipeline frozen' });
+        process.kill(-pgid, 'SIGINT');
+        await waitFor(() => pendingSignals(pipeline).has('SIGINT'), { message: 'SIGINT pending at the frozen pipeline' });
+        await delay(FROZEN_MS);
+        expect(processState(pipeline)).toBe('T'); // still there, still frozen: nothing killed it
+      } finally {
+        if (processState(pipeline) !== 'gone') process.kill(pipeline, 'SIGCONT');
+      }
+      await waitFor(() => /stopped cleanly after \d+ s: \d+ node events/.test(out), { timeoutMs: 60_000, message: () => `a clean stop; output:\n${out.slice(-3000)}` });
       await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
     } finally {
       if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
@@ -85,13 +153,13 @@ describe('npm start', () => {
     try {
       await waitFor(() => /\d+ events, [\d.]+\/s \| slot lag [\d.]+ (B|KiB|MiB) \| acknowledged [0-9A-F]+\/[0-9A-F]+/.test(out) && out.includes('\x1b[32mnode.inserted'), {
         timeoutMs: 90_000,
-        message: 'status line and coloured events in the terminal',
+        message: () => `status line and coloured events in the terminal; output:\n${out.slice(-3000)}`,
       });
       const sid = ptySession(pgid);
       expect(sid).toBeDefined();
       expect(postgresProcessesOf(sessionMembers(sid as number)).length).toBeGreaterThan(0);
       child.stdin.write('\x03'); // Ctrl-C typed into the terminal: its line discipline signals the job
-      await waitFor(() => out.includes('stopped cleanly'), { timeoutMs: 30_000, message: 'a clean stop in the terminal' });
+      await waitFor(() => out.includes('stopped cleanly'), { timeoutMs: 30_000, message: () => `a clean stop in the terminal; output:\n${out.slice(-3000)}` });
       await waitFor(() => sessionMembers(sid as number).length === 0 && groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the terminal job exited' });
     } finally {
       if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
@@ -107,9 +175,9 @@ describe('npm start', () => {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const pgid = child.pid as number;
     try {
-      await waitFor(() => out.includes('watching your tables'), { timeoutMs: 60_000, message: `startup; output:\n${out}` });
+      await waitFor(() => out.includes('watching your tables'), { timeoutMs: 60_000, message: () => `startup; output:\n${out}` });
       await withClient(db.url, (c) => c.query(`INSERT INTO notes VALUES (1, 'hello')`));
-      await waitFor(() => /^node\.inserted\s+notes notes:1\s+id: 1, body: "hello"/m.test(out), { timeoutMs: 30_000, message: `the user's change as a node event; output:\n${out}` });
+      await waitFor(() => /^node\.inserted\s+notes notes:1\s+id: 1, body: "hello"/m.test(out), { timeoutMs: 30_000, message: () => `the user's change as a node event; output:\n${out}` });
       const tables = await withClient(db.url, (c) => c.query<{ t: string }>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`));
       expect(tables.rows.map((r) => r.t)).toEqual(['notes']); // no demo schema, no demo writes
       // Nor the guardian's state schema: it runs on the demo database only.
