@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { parseMonitorConfig } from '#monitor/config.ts';
 import { runMonitor } from '#monitor/handler.ts';
 import { createTestDatabase, startTestPostgres } from '#test/helpers/postgres.ts';

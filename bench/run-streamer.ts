@@ -16,7 +16,7 @@ import { writeFile } from 'node:fs/promises';
 import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import { parseLsn } from '#core/position.ts';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
 import { Streamer } from '#streamer/streamer.ts';
 import { exitWithParent, finish, jobOf, peakRssMb } from './child.ts';

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '#core/errors.ts';
 import { parseTableName, type TableName } from '#core/identifiers.ts';
 import { DEFAULT_STATE_SCHEMA } from '#shared/source-state.ts';
-import { ConnectionProvider, secretsManagerSource } from './connection.ts';
+import { ConnectionProvider, secretsManagerSource } from '#shared/connection.ts';
 
 export interface OperatorTarget {
   connections: ConnectionProvider;

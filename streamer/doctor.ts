@@ -12,7 +12,7 @@ import type { StreamerConfig } from '#core/config.ts';
 import { ConfigError, PgRelayError, SourceError, describeError } from '#core/errors.ts';
 import { parseTableName, quoteIdent, tableKey, type TableName } from '#core/identifiers.ts';
 import { OPERATOR_USAGE, parseOperatorArgs, type OperatorTarget } from './cli-args.ts';
-import { explainConnectionFailure } from './connection.ts';
+import { explainConnectionFailure } from '#shared/connection.ts';
 import {
   PLATFORM_ROLES,
   capacityFindings,

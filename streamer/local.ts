@@ -18,7 +18,7 @@ import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { parseMonitorConfig } from '#monitor/config.ts';
 import { runMonitor } from '#monitor/handler.ts';
 import { createTransform } from '#transform/handler.ts';
-import { ConnectionProvider, explainConnectionError } from './connection.ts';
+import { ConnectionProvider, explainConnectionError } from '#shared/connection.ts';
 import { createLogger } from './log.ts';
 import { payloadStoreFor, sqsClientFor } from './main.ts';
 import { SqsEventSource } from './local/sqs-event-source.ts';

@@ -8,7 +8,7 @@ import { parseStreamerEnv, type StreamerConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
-import { ConnectionProvider, secretsManagerSource } from './connection.ts';
+import { ConnectionProvider, secretsManagerSource } from '#shared/connection.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Streamer } from './streamer.ts';
 

@@ -14,10 +14,10 @@ import pg from 'pg';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 import { OPERATOR_USAGE, parseOperatorArgs } from './cli-args.ts';
-import { explainConnectionFailure, type ConnectionProvider } from './connection.ts';
+import { explainConnectionFailure, type ConnectionProvider } from '#shared/connection.ts';
 import { forgetSlot, readSlotWatch, stateSchemaReadable } from '#shared/source-state.ts';
 import { readSlot } from './source.ts';
-import { formatBytes, readStatus, statusProblems, type SourceStatus, type StatusProblem } from './status.ts';
+import { formatBytes, readStatus, statusProblems, type SourceStatus, type StatusProblem } from '#shared/source-status.ts';
 
 /** Where a command writes and how it asks; tests pass their own. */
 export interface OperatorIo {

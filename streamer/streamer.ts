@@ -14,7 +14,7 @@ import { formatLsn } from '#core/position.ts';
 import { TypeRegistry } from '#core/values.ts';
 import { Batcher, type OutgoingMessage } from './batcher.ts';
 import { Checkpoint, type TxMarker } from './checkpoint.ts';
-import { ConnectionProvider, isAuthFailure } from './connection.ts';
+import { ConnectionProvider, isAuthFailure } from '#shared/connection.ts';
 import { Decoder, type ChangeSink, type TableInfo } from './decoder.ts';
 import type { Logger } from './log.ts';
 import { emfDocument } from '#core/emf.ts';

@@ -23,7 +23,7 @@ import { SourceError } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, tableKey } from '#core/identifiers.ts';
 import { ensureStateSchema, readSlotWatch, requestBootstrap, writeSlotWatch, type SlotWatch } from '#shared/source-state.ts';
 import { GAP_PREFIX, type GapNotice } from '#core/gap-notice.ts';
-import { readStatus, type SlotDetails, type SourceStatus } from '#streamer/status.ts';
+import { readStatus, type SlotDetails, type SourceStatus } from '#shared/source-status.ts';
 import type { MonitorConfig } from './config.ts';
 import { slotMetrics } from './metrics.ts';
 

@@ -6,8 +6,8 @@
  */
 import pg from 'pg';
 import { PgRelayError } from '#core/errors.ts';
-import { ConnectionProvider, explainConnectionFailure, isAuthFailure, secretsManagerSource } from '#streamer/connection.ts';
-import type { SlotStatus } from '#streamer/status.ts';
+import { ConnectionProvider, explainConnectionFailure, isAuthFailure, secretsManagerSource } from '#shared/connection.ts';
+import type { SlotStatus } from '#shared/source-status.ts';
 import { parseMonitorEnv, type MonitorConfig } from './config.ts';
 import { ecsServiceControl } from './ecs.ts';
 import { guard, guardianMetrics, type Action, type Finding, type StreamerService } from './guardian.ts';

@@ -4,7 +4,7 @@
  * requests, and what the run found and did. Pure: figures in, one document out.
  */
 import { emfDocument, type MetricValue } from '#core/emf.ts';
-import type { SourceStatus } from '#streamer/status.ts';
+import type { SourceStatus } from '#shared/source-status.ts';
 
 export interface SlotMetricsOptions {
   sourceId: string;

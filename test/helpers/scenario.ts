@@ -7,7 +7,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { expect } from 'vitest';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { readSlot } from '#streamer/source.ts';
-import { testDatabase, withClient } from './postgres.ts';
+import { createTestDatabase, testDatabase, withClient } from './postgres.ts';
 import { testFifoQueue } from './sqs.ts';
 import { slotNameFor, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from './streamer.ts';
 
@@ -36,9 +36,9 @@ export async function runCleanups(): Promise<void> {
   }
 }
 
-/** A fresh database (with `ddl` applied) and FIFO queue, dropped after the test. */
-export async function setupDbAndQueue(hint: string, ddl: string): Promise<{ db: Db; queue: Queue }> {
-  const db = await testDatabase(hint);
+/** A fresh database (with `ddl` applied; on `serverUrl`, else the suite's server) and FIFO queue, dropped after the test. */
+export async function setupDbAndQueue(hint: string, ddl: string, serverUrl?: string): Promise<{ db: Db; queue: Queue }> {
+  const db = serverUrl === undefined ? await testDatabase(hint) : await createTestDatabase(serverUrl, hint);
   const queue = await testFifoQueue(hint);
   onCleanup(async () => {
     queue.client.destroy();

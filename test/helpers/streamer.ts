@@ -8,7 +8,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { changeBatch, type ChangeEvent } from '#core/change-event.ts';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
-import { ConnectionProvider, type SecretSource } from '#streamer/connection.ts';
+import { ConnectionProvider, type SecretSource } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
 import { payloadStoreFor, sqsClientFor } from '#streamer/main.ts';
 import { Streamer } from '#streamer/streamer.ts';

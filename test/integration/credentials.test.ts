@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConnectionProvider, secretsManagerSource } from '#streamer/connection.ts';
+import { ConnectionProvider, secretsManagerSource } from '#shared/connection.ts';
 import { startFakeSecretsManager } from '#test/helpers/fake-secrets-manager.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';

@@ -9,17 +9,21 @@
  * keepalives carry the slot past foreign WAL too (the last test records that). To show what the
  * heartbeat alone does, one test puts the streamer behind a proxy that drops every keepalive
  * the server sends, and records the standby status updates the streamer sends back.
+ *
+ * How much WAL the slot retains is a property of the whole server: an open transaction of any
+ * session holds the slot's restart point where it began. So this file has a server of its own
+ * (no other test file's sessions, no autovacuum), where only what a test does decides it.
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseStreamerConfig } from '#core/config.ts';
 import { formatLsn, parseLsn } from '#core/position.ts';
 import { parseMonitorConfig, type MonitorConfig, type MonitorConfigInput } from '#monitor/config.ts';
 import { runMonitor, type MonitorSummary } from '#monitor/handler.ts';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { emfProblems } from '#test/helpers/emf.ts';
-import { testDatabase, withClient } from '#test/helpers/postgres.ts';
+import { createTestDatabase, startTestPostgres, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
 import { confirmedLsn, onCleanup, runCleanups, runStreamer, setupDbAndQueue, type Db, type Queue } from '#test/helpers/scenario.ts';
 import { drainQueue } from '#test/helpers/sqs.ts';
 import { streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';
@@ -27,17 +31,25 @@ import { waitFor, waitForValue } from '#test/helpers/wait.ts';
 
 afterEach(runCleanups);
 
+let server: TestPostgres;
+beforeAll(async () => {
+  server = await startTestPostgres({ flags: ['autovacuum=off'] });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
 const MiB = 1024 * 1024;
 /** Rows of foreign writes per round: 500 characters each, ≈ 5.6 MB of WAL a round. */
 const ROWS_PER_ROUND = 10_000;
 const ROUNDS = 5;
 /**
  * The slot's lag the final monitor run may see. What is left after a confirmed heartbeat is
- * the monitor's own bookkeeping (its slot-watch row, a few hundred bytes) and whatever other
- * sessions on the shared server wrote in the moment since: kilobytes. 1 MiB is under a fifth of
+ * the monitor's own bookkeeping (its slot-watch row, a few hundred bytes) and the server's own
+ * background records since: kilobytes. 1 MiB is under a fifth of
  * one round of foreign writes and under 4 % of the test's total, so a slot that skipped even
  * one round, let alone held the whole test's WAL, fails it. The same bound holds the retained
- * WAL after a checkpoint (measured: a few hundred bytes; without the checkpoint, the whole ≈ 32 MB).
+ * WAL after two checkpoints (measured: a few hundred bytes; without them, the whole ≈ 32 MB).
  */
 const LAG_BOUND = MiB;
 
@@ -160,7 +172,7 @@ async function expectSlotCaughtUp(slotDbUrl: string, cfg: MonitorConfig, foreign
 
 describe('monitor heartbeat: a slot whose tables are quiet still advances', () => {
   it('past heavy writes to an unpublished table of the same database', async () => {
-    const { db, queue } = await setupDbAndQueue('hb_busy', TABLES);
+    const { db, queue } = await setupDbAndQueue('hb_busy', TABLES, server.url);
     const { r, cfg } = startPair(db, queue);
     expect(cfg.heartbeat).toBe(true); // the default, not switched on here
     await waitStreaming(r, cfg);
@@ -173,8 +185,8 @@ describe('monitor heartbeat: a slot whose tables are quiet still advances', () =
   });
 
   it('past heavy writes to a table in another database on the same server', async () => {
-    const { db, queue } = await setupDbAndQueue('hb_home', TABLES);
-    const other = await testDatabase('hb_elsewhere');
+    const { db, queue } = await setupDbAndQueue('hb_home', TABLES, server.url);
+    const other = await createTestDatabase(server.url, 'hb_elsewhere');
     onCleanup(() => other.drop());
     await withClient(other.url, (c) => c.query('CREATE TABLE elsewhere (id bigserial PRIMARY KEY, body text NOT NULL)'));
     const { r, cfg } = startPair(db, queue);
@@ -188,7 +200,7 @@ describe('monitor heartbeat: a slot whose tables are quiet still advances', () =
   });
 
   it('with every walsender keepalive dropped on the way, the heartbeat alone moves the slot', async () => {
-    const { db, queue } = await setupDbAndQueue('hb_nokeepalive', TABLES);
+    const { db, queue } = await setupDbAndQueue('hb_nokeepalive', TABLES, server.url);
     const proxy = await keepaliveDroppingProxy(db.url);
     onCleanup(() => proxy.close());
     const { r, cfg } = startPair(db, queue, {}, proxy.url);
@@ -231,7 +243,7 @@ describe('monitor heartbeat: a slot whose tables are quiet still advances', () =
   });
 
   it('releases retained WAL within two checkpoints even when an older restart point is pending', async () => {
-    const { db, queue } = await setupDbAndQueue('hb_pending', TABLES);
+    const { db, queue } = await setupDbAndQueue('hb_pending', TABLES, server.url);
     const proxy = await keepaliveDroppingProxy(db.url);
     onCleanup(() => proxy.close());
     // Behind the proxy only heartbeats confirm anything, so a restart point decoded between two
@@ -261,7 +273,7 @@ describe('monitor heartbeat: a slot whose tables are quiet still advances', () =
   });
 
   it('for the record: without the heartbeat, keepalives reaching the streamer also carry the slot past foreign WAL', async () => {
-    const { db, queue } = await setupDbAndQueue('hb_keepalive', TABLES);
+    const { db, queue } = await setupDbAndQueue('hb_keepalive', TABLES, server.url);
     const { r, cfg } = startPair(db, queue, { heartbeat: false });
     await waitStreaming(r, cfg);
     const c0 = await confirmedLsn(db.url);

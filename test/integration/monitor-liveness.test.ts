@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PgRelayError } from '#core/errors.ts';
 import { parseLsn } from '#core/position.ts';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { parseMonitorConfig, type MonitorConfig, type MonitorConfigInput } from '#monitor/config.ts';
 import { ecsServiceControl, truncateReason } from '#monitor/ecs.ts';
 import type { Action, StreamerService } from '#monitor/guardian.ts';

@@ -1,10 +1,10 @@
 import type { ClientConfig } from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '#core/errors.ts';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { parseMonitorConfig, type MonitorConfig, type MonitorConfigInput } from '#monitor/config.ts';
 import { handler, runMonitor } from '#monitor/handler.ts';
-import { readStatus } from '#streamer/status.ts';
+import { readStatus } from '#shared/source-status.ts';
 import { emfProblems } from '#test/helpers/emf.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 

@@ -4,7 +4,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn } from '#core/position.ts';
 import { slotCommand, type OperatorIo } from '#streamer/ops.ts';
-import type { SourceStatus, StatusProblem } from '#streamer/status.ts';
+import type { SourceStatus, StatusProblem } from '#shared/source-status.ts';
 import { databaseUrl, freePort, testDatabase, testPgUrl, withClient } from '#test/helpers/postgres.ts';
 import { testFifoQueue } from '#test/helpers/sqs.ts';
 import { slotNameFor, startStreamer, streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';

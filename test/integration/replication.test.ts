@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseStreamerConfig } from '#core/config.ts';
-import { ConnectionProvider } from '#streamer/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { ReplicationStream } from '#streamer/replication.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { slotNameFor } from '#test/helpers/streamer.ts';

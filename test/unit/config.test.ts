@@ -93,7 +93,7 @@ describe('config', () => {
 
 describe('explainConnectionError', () => {
   it('names the server from a URL without its password, or from host:port/db text', async () => {
-    const { explainConnectionError } = await import('#streamer/connection.ts');
+    const { explainConnectionError } = await import('#shared/connection.ts');
     expect(explainConnectionError({ code: 'ECONNREFUSED' }, 'postgres://u:secret@db.internal:6543/app')).toBe(
       'nothing accepts connections at db.internal:6543/app: start PostgreSQL or fix the host and port',
     );
