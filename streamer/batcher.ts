@@ -138,10 +138,6 @@ export class Batcher {
     for (let p = 0; p < this.open.length; p++) if (this.open[p]) this.close(p);
   }
 
-  get openBatches(): number {
-    return this.open.reduce((n, b) => n + (b ? 1 : 0), 0);
-  }
-
   private close(partition: number): void {
     const b = this.open[partition];
     if (!b) return;

@@ -323,6 +323,10 @@ class Session implements ChangeSink {
   private timers: NodeJS.Timeout[] = [];
   private readonly resumeBelow: number;
   private closed = false;
+  /** Set when shutting down: nothing decoded from here on is sent or confirmed. */
+  private cut = false;
+  /** While shutting down inside a transaction: called at its commit. */
+  private transactionEnded: (() => void) | undefined;
 
   constructor(
     private readonly deps: StreamerDeps,
@@ -420,33 +424,47 @@ class Session implements ChangeSink {
   }
 
   // --- ChangeSink: called by the decoder, in stream order ---
+  // After the cut every call is ignored: the stream's rest (even of a chunk already parsed) is
+  // neither sent nor confirmed, so the next start reads it again from the confirmed position.
   begin(_xid: number, commitLsn: bigint): void {
+    if (this.cut) return;
     this.marker = this.checkpoint.begin();
     this.commitLsn = commitLsn;
   }
 
   change(partition: number, json: string, bytes: number, seq: number): void {
+    if (this.cut) return;
     this.batcher.add(partition, json, bytes, this.marker as TxMarker, this.commitLsn, seq);
     this.checkBackpressure();
   }
 
   broadcast(json: string, bytes: number, seq: number): void {
+    if (this.cut) return;
     for (let p = 0; p < this.deps.config.partitions; p++) this.batcher.add(p, json, bytes, this.marker as TxMarker, this.commitLsn, seq);
     this.checkBackpressure();
   }
 
   commit(endLsn: bigint): void {
+    if (this.cut) return;
     if (endLsn > this.serverLsn) this.serverLsn = endLsn;
     if (this.marker) this.checkpoint.commit(this.marker, endLsn);
     this.marker = undefined;
     if (this.deps.config.batch.lingerMs === 0) this.batcher.flushAll();
+    const ended = this.transactionEnded;
+    if (ended) {
+      this.cut = true; // now, before the next message of the same chunk is decoded
+      this.transactionEnded = undefined;
+      ended();
+    }
   }
 
   keepalive(walEnd: bigint): void {
+    if (this.cut) return;
     this.checkpoint.keepalive(walEnd);
   }
 
   message(_prefix: string, _content: Buffer, lsn: bigint, transactional: boolean): void {
+    if (this.cut) return;
     // A non-transactional message (the monitor's heartbeat, or anyone's) arrives outside any
     // transaction, in stream order: its position is safe to confirm once everything before it
     // is, exactly like a keepalive, which is what lets a quiet slot advance. Transactional
@@ -488,16 +506,24 @@ class Session implements ChangeSink {
     await withTimeout(this.sink.idle(), timeoutMs);
   }
 
-  /** Graceful end: stop reading, deliver, acknowledge what SQS accepted, disconnect. */
+  /**
+   * Graceful end: finish the transaction being read, stop there, deliver, acknowledge what SQS
+   * accepted, disconnect. The server sends a transaction whole once it committed, so its end is
+   * on the way; reading up to it (for at most half the time) means a restart does not send its
+   * first part a second time. Past that half, the part read is delivered (duplicated later, as
+   * at-least-once allows) and the rest left to the next start.
+   */
   async shutdown(timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs;
+    if (this.marker !== undefined && !this.cut) {
+      await withTimeout(new Promise<void>((resolve) => (this.transactionEnded = resolve)), timeoutMs / 2);
+      this.transactionEnded = undefined;
+    }
+    this.cut = true;
     this.replication?.pause();
     this.clearTimers();
-    // Messages already parsed from the socket's last chunk may still arrive; loop until quiet.
-    do {
-      this.batcher.flushAll();
-      await withTimeout(this.sink.idle(), Math.max(0, deadline - performance.now()));
-    } while (this.batcher.openBatches > 0 && performance.now() < deadline);
+    this.batcher.flushAll();
+    await withTimeout(this.sink.idle(), Math.max(0, deadline - performance.now()));
     this.replication?.sendStatus(this.checkpoint.safeLsn);
     await this.close();
   }

@@ -75,17 +75,24 @@ describe('faults', () => {
     const { db, queue } = await setupDbAndQueue('sigterm', 'CREATE TABLE t (id int PRIMARY KEY)');
     const config = streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], partitions: 2 });
     // Status reports and linger are long: only the shutdown path can flush and acknowledge in time.
-    const child = spawnStreamer({ ...config, statusIntervalMs: 30_000, batch: { lingerMs: 60_000 } });
+    const child = spawnStreamer({ ...config, statusIntervalMs: 30_000, batch: { lingerMs: 60_000 }, metricsIntervalMs: 1_000 });
     onCleanup(async () => {
       child.child.kill('SIGKILL');
       await child.exited;
     });
     await waitFor(() => child.output().includes('"msg":"streaming"'), { timeoutMs: 30_000 });
     await withClient(db.url, (c) => c.query('INSERT INTO t SELECT generate_series(1, 50)'));
-    const lastCommit = await currentLsn(db.url);
     const t0 = performance.now();
-    // Wait until the streamer has read the transaction (it sits in the lingering batch).
-    await waitFor(async () => (await withClient(db.url, (c) => c.query<{ sent: string | null }>(`SELECT sent_lsn::text AS sent FROM pg_stat_replication`))).rows.some((r) => r.sent !== null && parseLsn(r.sent) >= lastCommit));
+    // Wait until the streamer has begun reading the transaction (its changes sit in the
+    // lingering batch): from there a graceful stop finishes it. The server having sent it is
+    // not enough: under load the process may not have read its socket yet.
+    const decoded = () =>
+      child
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"ChangesStreamed"'))
+        .reduce((n, l) => n + ((JSON.parse(l) as { ChangesStreamed: number }).ChangesStreamed ?? 0), 0);
+    await waitFor(() => decoded() > 0, { timeoutMs: 15_000, message: () => `the streamer decoding the transaction; output:\n${child.output().slice(-2000)}` });
     child.child.kill('SIGTERM');
     expect(await child.exited).toBe(0);
     expect(performance.now() - t0).toBeLessThan(25_000);
@@ -100,6 +107,56 @@ describe('faults', () => {
     await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (999)'));
     const after = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).some((c) => c.key?.id === 999)));
     expect(after.map((c) => c.key?.id)).toEqual([999]);
+  });
+
+  it('a stop in the middle of a transaction finishes it, confirms it, and leaves the next one whole for the restart', async () => {
+    const { db, queue } = await setupDbAndQueue('midtx', 'CREATE TABLE t (id int PRIMARY KEY, body text)');
+    const proxy = await startProxy('127.0.0.1', Number(new URL(queue.endpoint).port));
+    onCleanup(() => proxy.close());
+    const rows = 6_000;
+    const input = {
+      dbUrl: db.url,
+      queueUrl: queue.queueUrl,
+      sqsEndpoint: `http://127.0.0.1:${proxy.port}`,
+      tables: ['t'],
+      partitions: 2,
+      maxInFlightBytes: 1024 * 1024,
+      batch: { maxBytes: 256 * 1024, lingerMs: 10 },
+      shutdownTimeoutMs: 60_000,
+    };
+    const r = runStreamer(input, { sqsRetry: { initialMs: 20, maxMs: 100 } });
+    await r.ready;
+    // SQS unreachable: reading stops at the in-flight limit, well inside the big transaction.
+    proxy.block();
+    await withClient(db.url, async (c) => {
+      await c.query(`INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(1, $1::int) g`, [rows]);
+      await c.query(`INSERT INTO t SELECT g, 'next' FROM generate_series($1::int + 1, $1::int + 10) g`, [rows]);
+    });
+    await waitFor(() => r.streamer.stats().paused, { timeoutMs: 20_000, message: 'reading paused at the in-flight limit' });
+    const readBeforeStop = r.streamer.stats().changes;
+    expect(readBeforeStop).toBeGreaterThan(0);
+    expect(readBeforeStop).toBeLessThan(rows); // the stop comes mid-transaction
+
+    const stopped = r.streamer.stop('test: stop mid-transaction');
+    proxy.unblock();
+    await stopped;
+    await r.done;
+
+    const first = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => new Set(changesOf(ms).map((c) => c.key?.id)).size >= rows, 20_000));
+    const ids = new Set(first.map((c) => c.key?.id as number));
+    expect(ids.size).toBe(rows); // the whole first transaction...
+    expect([...ids].every((id) => id <= rows)).toBe(true); // ...and nothing of the second
+    const commitOfFirst = parseLsn(first[0]!.tx.commitLsn);
+    expect(first.every((c) => parseLsn(c.tx.commitLsn) === commitOfFirst)).toBe(true);
+    const confirmed = await confirmedLsn(db.url);
+    expect(confirmed).toBeGreaterThan(commitOfFirst); // confirmed past its commit on the way out
+
+    // The restart reads the second transaction whole, and nothing of the first again.
+    const again = runStreamer({ ...input, sqsEndpoint: queue.endpoint });
+    await again.ready;
+    const second = changesOf(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).length >= 10));
+    expect(second.map((c) => c.key?.id as number).sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, i) => rows + 1 + i));
+    expect(parseLsn(second[0]!.tx.commitLsn)).toBeGreaterThan(confirmed);
   });
 
   it('SQS unreachable: retries, pauses reading at the in-flight limit, acknowledges nothing unsent, then delivers everything', async () => {
