@@ -32,7 +32,7 @@ import { Construct } from 'constructs';
 import type { MonitorConfigInput } from '#monitor/config.ts';
 import type { StreamerConfigInput, TransformConfigInput } from '#core/config.ts';
 import { CHANGES_DLQ_RETENTION, CHANGES_RETENTION, DEFAULTS, NODES_DLQ_RETENTION, NODES_RETENTION, payloadExpiry } from './defaults.ts';
-import { defaultStreamerMemory, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
+import { defaultStreamerMemory, slotIdentity, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
 import { acknowledge, bucketPrefixFinding, NAG_REASONS } from './nag.ts';
 import { prepareStreamerImage } from './streamer-image.ts';
 
@@ -108,12 +108,17 @@ export class PgRelay extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
 
   private readonly props: PgRelayProps;
+  private readonly resolvedSources: ResolvedSource[];
   private nodesQueueConsumer: string | undefined;
 
   constructor(scope: Construct, id: string, props: PgRelayProps) {
     super(scope, id);
     const resolved = validatePgRelayProps(props);
     this.props = props;
+    this.resolvedSources = resolved;
+    // Props validation sees one relay; two in the same app on one database with one slot name
+    // (the default sourceId twice, say) would have two streamers fight over the slot.
+    this.node.addValidation({ validate: () => this.slotsSharedWithOtherRelays() });
     const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
     const logRetention = retentionDays(props.logRetention);
     const outputs = props.outputs ?? {};
@@ -163,6 +168,22 @@ export class PgRelay extends Construct {
 
     this.dashboard = this.buildDashboard();
     this.addOutputs();
+  }
+
+  private slotsSharedWithOtherRelays(): string[] {
+    const others = this.node.root.node.findAll().filter((c): c is PgRelay => c instanceof PgRelay && c !== this);
+    const problems: string[] = [];
+    for (const mine of this.resolvedSources) {
+      for (const other of others) {
+        for (const theirs of other.resolvedSources) {
+          if (slotIdentity(mine) !== slotIdentity(theirs)) continue;
+          problems.push(
+            `source "${mine.sourceId}": replication slot ${mine.slotName} on database ${mine.database.name} is also the slot of source "${theirs.sourceId}" of ${other.node.path}; two streamers cannot share a slot: give one of them another sourceId or slotName`,
+          );
+        }
+      }
+    }
+    return problems;
   }
 
   /**

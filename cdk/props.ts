@@ -223,6 +223,14 @@ export interface ResolvedSource {
   publicationName: string;
 }
 
+/**
+ * Which slot a source streams from: equal strings, the same slot. A host given as a token
+ * compares as its placeholder, so the same token (one database's endpoint) matches itself.
+ */
+export function slotIdentity(s: { database: { host: string; port: number; name: string }; slotName: string }): string {
+  return `${s.database.host}:${s.database.port}/${s.database.name}/${s.slotName}`;
+}
+
 const SOURCE_ID = /^[a-z0-9][a-z0-9-]{0,39}$/;
 
 const range = (from: number, to: number) => Array.from({ length: (to - from) / 1024 + 1 }, (_, i) => from + i * 1024);
@@ -312,9 +320,9 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
     }
     const slotName = source.slotName ?? derivedName(sourceId);
     if (!SLOT_NAME.test(slotName)) problems.push(`${path}slotName: "${slotName}" must be lower-case letters, digits and _, at most 63`);
-    const key = `${db?.host ?? ''}/${db?.name ?? ''}/${slotName}`;
-    if (db !== undefined && !Token.isUnresolved(key) && seenSlots.has(key)) problems.push(`${path}slotName: ${slotName} on the same database is used by ${seenSlots.get(key)}; two streamers cannot share a slot`);
-    seenSlots.set(key, path.replace(/\.$/, '') || 'the relay');
+    const key = db === undefined ? undefined : slotIdentity({ database: { ...db, port: db.port ?? 5432 }, slotName });
+    if (key !== undefined && seenSlots.has(key)) problems.push(`${path}slotName: ${slotName} on the same database is used by ${seenSlots.get(key)}; two streamers cannot share a slot`);
+    if (key !== undefined) seenSlots.set(key, path.replace(/\.$/, '') || 'the relay');
     const publicationName = source.publicationName ?? derivedName(sourceId);
     if (publicationName.length === 0 || publicationName.length > 63) problems.push(`${path}publicationName: 1 to 63 characters`);
     if (db !== undefined) {

@@ -385,7 +385,7 @@ beforeAll(() => {
     const relay = new PgRelay(stack, 'Relay', {
       vpc: privateVpc(stack),
       sourceId: 'shop',
-      database: { host: 'db.internal', name: 'shop', secret: secret(stack) },
+      database: { host: 'outputs.internal', name: 'shop', secret: secret(stack) },
       tables: ['public.orders'],
       outputs: { eventBridge: { bus }, nodesQueue: { queue } },
       accessLogsBucket: accessLogs,
@@ -400,7 +400,7 @@ beforeAll(() => {
   // 5. No nodes queue: EventBridge only.
   {
     const stack = new Stack(app, 'BusOnly', { env: ENV_EU });
-    const relay = new PgRelay(stack, 'Relay', { vpc: privateVpc(stack), database: { host: 'db.internal', name: 'shop', secret: secret(stack) }, tables: ['public.orders'], outputs: { nodesQueue: false } });
+    const relay = new PgRelay(stack, 'Relay', { vpc: privateVpc(stack), database: { host: 'bus-only.internal', name: 'shop', secret: secret(stack) }, tables: ['public.orders'], outputs: { nodesQueue: false } });
     relay.addConsumer(consumerFunction(stack, 'Consumer'));
     entry('busOnly', stack, relay);
   }
@@ -408,7 +408,7 @@ beforeAll(() => {
   // 6. No bus: the nodes queue only.
   {
     const stack = new Stack(app, 'QueueOnly', { env: ENV_EU });
-    const relay = new PgRelay(stack, 'Relay', { vpc: privateVpc(stack), database: { host: 'db.internal', name: 'shop', secret: secret(stack) }, tables: ['public.orders'], outputs: { eventBridge: false } });
+    const relay = new PgRelay(stack, 'Relay', { vpc: privateVpc(stack), database: { host: 'queue-only.internal', name: 'shop', secret: secret(stack) }, tables: ['public.orders'], outputs: { eventBridge: false } });
     relay.addConsumer(consumerFunction(stack, 'Consumer'), { via: 'nodesQueue' });
     entry('queueOnly', stack, relay);
   }
@@ -417,7 +417,7 @@ beforeAll(() => {
   {
     const stack = new Stack(app, 'TwoRelays', { env: ENV_EU });
     const vpc = privateVpc(stack);
-    const a = new PgRelay(stack, 'RelayA', { vpc, sourceId: 'shop', database: { host: 'shop.internal', name: 'shop', secret: secret(stack) }, tables: ['public.orders'] });
+    const a = new PgRelay(stack, 'RelayA', { vpc, sourceId: 'shop', database: { host: 'orders.internal', name: 'shop', secret: secret(stack) }, tables: ['public.orders'] });
     const b = new PgRelay(stack, 'RelayB', { vpc, sourceId: 'shop', database: { host: 'crm.internal', name: 'crm', secret: secret(stack, SECRET_ARN_2, 'CrmSecret') }, tables: ['public.contacts'] });
     entry('two', stack, a, { b });
   }
@@ -1042,6 +1042,34 @@ describe('addConsumer', () => {
       expect(() => noBus.addConsumer(fn)).toThrow(/the relay has no bus \(outputs.eventBridge is false\)/);
       expect(() => noQueue.addConsumer(fn, { via: 'nodesQueue' })).toThrow(/the relay has no nodes queue \(outputs.nodesQueue is false\)/);
     });
+  });
+});
+
+describe('relays of one app', () => {
+  it('refuses at synth two relays, in any stacks, that would stream one database through one slot', () => {
+    const shared = new App({ context: NO_BUNDLING });
+    const first = new Stack(shared, 'First', { env: ENV_EU });
+    const second = new Stack(shared, 'Second', { env: ENV_EU });
+    const [vpc1, secret1, vpc2, secret2] = [privateVpc(first), secret(first), privateVpc(second), secret(second)];
+    const db = (host: string, name: string) => ({ host, name, secret: secret2 });
+    new PgRelay(first, 'Relay', { vpc: vpc1, database: { host: 'db.internal', name: 'shop', secret: secret1 }, tables: ['public.orders'] });
+    // The default sourceId on the same database: the same slot, pgrelay_default.
+    new PgRelay(second, 'Relay', { vpc: vpc2, database: db('db.internal', 'shop'), tables: ['public.customers'] });
+    // Not in conflict: another sourceId, another database name, another host.
+    new PgRelay(second, 'Billing', { vpc: vpc2, sourceId: 'billing', database: db('db.internal', 'shop'), tables: ['public.invoices'] });
+    new PgRelay(second, 'Crm', { vpc: vpc2, database: db('db.internal', 'crm'), tables: ['public.contacts'] });
+    new PgRelay(second, 'Elsewhere', { vpc: vpc2, database: db('other.internal', 'shop'), tables: ['public.orders'] });
+    let message = '';
+    try {
+      shared.synth();
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    const conflicts = message.split('\n').filter((l) => l.includes('two streamers cannot share a slot'));
+    expect(conflicts, message).toHaveLength(2); // said once on each side
+    expect(message).toContain('source "default": replication slot pgrelay_default on database shop is also the slot of source "default" of Second/Relay');
+    expect(message).toContain('of First/Relay; two streamers cannot share a slot: give one of them another sourceId or slotName');
+    expect(message).not.toMatch(/Billing|Crm|Elsewhere/);
   });
 });
 
