@@ -242,9 +242,14 @@ async function dropSlot(client: pg.Client, name: string, force: boolean): Promis
   const deadline = Date.now() + FORCE_DROP_TIMEOUT_MS;
   for (;;) {
     if (force) {
+      // The slot is chosen in a materialized CTE and only its holder is ended in the outer
+      // query: PostgreSQL orders WHERE conditions as it likes, and with pg_terminate_backend
+      // among them it ran before the slot-name test and ended every slot holder on the server.
       const { rows } = await client.query<{ pid: number }>(
-        `SELECT active_pid AS pid FROM pg_replication_slots
-         WHERE slot_name = $1 AND database = current_database() AND active_pid IS NOT NULL AND pg_terminate_backend(active_pid)`,
+        `WITH target AS MATERIALIZED (
+           SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database() AND active_pid IS NOT NULL
+         )
+         SELECT active_pid AS pid FROM target WHERE pg_terminate_backend(active_pid)`,
         [name],
       );
       for (const r of rows) if (!terminated.includes(r.pid)) terminated.push(r.pid);

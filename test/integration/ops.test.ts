@@ -8,7 +8,7 @@ import type { SourceStatus, StatusProblem } from '#shared/source-status.ts';
 import { databaseUrl, freePort, testDatabase, testPgUrl, withClient } from '#test/helpers/postgres.ts';
 import { testFifoQueue } from '#test/helpers/sqs.ts';
 import { slotNameFor, startStreamer, streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';
-import { waitFor } from '#test/helpers/wait.ts';
+import { waitFor, waitForValue } from '#test/helpers/wait.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -256,21 +256,41 @@ describe('pgrelay status, bootstrap, slot drop', () => {
       }
     });
 
-    it('with --force ends the session of the streamer holding the slot and drops it', async () => {
+    it('with --force ends the session of the streamer holding the slot and drops it, and no other session (regression: it ended every slot holder on the server)', async () => {
       const name = `${slot}_f`;
-      const holder = startStreamer(streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['items'], slotName: name }));
+      const neighbour = `${slot}_g`;
+      const other = await testDatabase('ops_force_other');
+      await withClient(other.url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+      const holders = [
+        startStreamer(streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['items'], slotName: name })),
+        // Another slot of the same database, and a slot of another database, each held by a streamer.
+        startStreamer(streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['items'], slotName: neighbour })),
+        startStreamer(streamerConfig({ dbUrl: other.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'] })),
+      ];
+      const holderOf = (slotName: string) =>
+        withClient(db.url, async (c) => (await c.query<{ pid: number | null }>('SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1', [slotName])).rows[0]?.pid ?? null);
       try {
-        await holder.ready;
-        await waitFor(async () => (await slotRow(name))?.active === true, { message: 'the second streamer to hold its slot' });
-        const pid = ((await slotRow(name)) as SlotRow).active_pid;
+        await Promise.all(holders.map((h) => h.ready));
+        const names = [name, neighbour, slotNameFor(other.url)];
+        const pids = await waitForValue(
+          async () => {
+            const found = await Promise.all(names.map(holderOf));
+            return found.every((p) => p !== null) ? (found as number[]) : undefined;
+          },
+          { message: 'the three streamers to hold their slots' },
+        );
         const run = await pgrelay('slot', 'drop', '--database-url', db.url, '--slot', name, '--yes', '--force');
         expect(run.stderr).toBe('');
         expect(run.code).toBe(0);
         expect(run.stdout).toContain(`dropped replication slot ${name} on `);
-        expect(run.stdout).toContain(`after ending the session of process ${pid}`);
+        expect(run.stdout).toContain(`after ending the session of process ${pids[0]}`);
         expect(await slotRow(name)).toBeUndefined();
+        // The other slots are held by the same sessions as before: neither was ended.
+        expect([await holderOf(neighbour), await holderOf(names[2] as string)]).toEqual([pids[1], pids[2]]);
+        expect(holders.slice(1).map((h) => h.streamer.stats().sessions)).toEqual([1, 1]);
       } finally {
-        await holder.stop();
+        await Promise.all(holders.map((h) => h.stop()));
+        await other.drop();
       }
     });
   });
