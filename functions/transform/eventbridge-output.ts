@@ -28,6 +28,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { GraphNodeEvent } from '#core/change-event.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import type { TransformConfig } from '#core/config.ts';
+import { packInOrder } from '#core/pack.ts';
 
 /** PutEvents' documented limits. */
 export const PUT_EVENTS_MAX_ENTRIES = 10;
@@ -291,20 +292,7 @@ export class EventBridgeOutput {
 
   /** Greedy, in input order: a new call when the next entry would break the count or the size. */
   #pack<T extends PublishItem>(pending: readonly Pending<T>[]): Pending<T>[][] {
-    const calls: Pending<T>[][] = [];
-    let current: Pending<T>[] = [];
-    let bytes = 0;
-    for (const p of pending) {
-      if (current.length === PUT_EVENTS_MAX_ENTRIES || (current.length > 0 && bytes + p.size > this.#budget)) {
-        calls.push(current);
-        current = [];
-        bytes = 0;
-      }
-      current.push(p);
-      bytes += p.size;
-    }
-    if (current.length > 0) calls.push(current);
-    return calls;
+    return packInOrder(pending, { maxItems: PUT_EVENTS_MAX_ENTRIES, maxBytes: this.#budget }, (p) => p.size);
   }
 
   /** One PutEvents call; an outcome per entry, in order. */

@@ -12,6 +12,7 @@
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { GraphNodeEvent } from '#core/change-event.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
+import { packInOrder } from '#core/pack.ts';
 import { fnv1a, mix32 } from '#core/partition.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 
@@ -61,28 +62,16 @@ export function packNodesMessages(events: NodeEventOut[], partitions: number): N
   }
   const messages: NodesMessage[] = [];
   for (const [p, list] of byGroup) {
-    let current: NodeEventOut[] = [];
-    let bytes = ENVELOPE;
-    const close = () => {
-      if (current.length === 0) return;
-      const body = `{"v":1,"events":[${current.map((e) => e.json).join(',')}]}`;
+    for (const events of packInOrder(list, { maxBytes: NODES_MESSAGE_MAX_BYTES, baseBytes: ENVELOPE }, (e) => e.bytes + 1)) {
+      const body = `{"v":1,"events":[${events.map((e) => e.json).join(',')}]}`;
       messages.push({
         group: `n${p}`,
         body,
         bytes: Buffer.byteLength(body),
-        deduplicationId: `n${p}.${eventKey(current[0] as NodeEventOut)}.${eventKey(current[current.length - 1] as NodeEventOut)}`,
-        events: current,
+        deduplicationId: `n${p}.${eventKey(events[0] as NodeEventOut)}.${eventKey(events[events.length - 1] as NodeEventOut)}`,
+        events,
       });
-      current = [];
-      bytes = ENVELOPE;
-    };
-    for (const e of list) {
-      const size = e.bytes + 1;
-      if (current.length > 0 && bytes + size > NODES_MESSAGE_MAX_BYTES) close();
-      current.push(e);
-      bytes += size;
     }
-    close();
   }
   return messages;
 }
@@ -119,19 +108,7 @@ export async function sendNodesMessages(
   while (groups.length > 0) {
     // One round: the head message of up to 10 groups per call, several calls at once.
     const heads = groups.map((g) => (queues.get(g) as NodesMessage[])[0] as NodesMessage);
-    const batches: NodesMessage[][] = [];
-    let batch: NodesMessage[] = [];
-    let bytes = 0;
-    for (const m of heads) {
-      if (batch.length === 10 || (batch.length > 0 && bytes + m.bytes > SQS_MAX_MESSAGE_BYTES)) {
-        batches.push(batch);
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(m);
-      bytes += m.bytes;
-    }
-    if (batch.length > 0) batches.push(batch);
+    const batches = packInOrder(heads, { maxItems: 10, maxBytes: SQS_MAX_MESSAGE_BYTES }, (m) => m.bytes);
     const results = await Promise.all(
       batches.map(async (b) => {
         calls++;

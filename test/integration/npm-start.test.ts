@@ -9,25 +9,21 @@ import { waitFor } from '#test/helpers/wait.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-/** PIDs in a process group (what Ctrl-C in a terminal signals). */
-function groupMembers(pgid: number): number[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,pgid='], { encoding: 'utf8' });
+/** PIDs whose `ps` field (`pgid`, `sid`) equals `value`. */
+function processesWith(field: 'pgid' | 'sid', value: number): number[] {
+  const out = execFileSync('ps', ['-eo', `pid=,${field}=`], { encoding: 'utf8' });
   return out
     .split('\n')
     .map((l) => l.trim().split(/\s+/).map(Number))
-    .filter(([pid, g]) => g === pgid && pid !== undefined)
+    .filter(([pid, v]) => v === value && pid !== undefined)
     .map(([pid]) => pid as number);
 }
 
+/** PIDs in a process group (what Ctrl-C in a terminal signals). */
+const groupMembers = (pgid: number): number[] => processesWith('pgid', pgid);
+
 /** PIDs of a session (a terminal's jobs share it). */
-function sessionMembers(sid: number): number[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,sid='], { encoding: 'utf8' });
-  return out
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/).map(Number))
-    .filter(([pid, s]) => s === sid && pid !== undefined)
-    .map(([pid]) => pid as number);
-}
+const sessionMembers = (sid: number): number[] => processesWith('sid', sid);
 
 /** The session `script` made for the command it runs in the pseudo-terminal. */
 function ptySession(scriptPid: number): number | undefined {
