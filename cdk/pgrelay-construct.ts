@@ -30,6 +30,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { MonitorConfigInput } from '#monitor/config.ts';
+import { graphEventType, type GraphEventType } from '#core/change-event.ts';
 import type { StreamerConfigInput, TransformConfigInput } from '#core/config.ts';
 import { CHANGES_DLQ_RETENTION, CHANGES_RETENTION, DEFAULTS, NODES_DLQ_RETENTION, NODES_RETENTION, payloadExpiry } from './defaults.ts';
 import { defaultStreamerMemory, slotIdentity, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
@@ -67,10 +68,11 @@ export interface AddConsumerOptions {
    */
   readonly labels?: string[];
   /**
-   * Event types to receive: node.inserted, node.updated, node.deleted, label.truncated.
+   * Event types to receive (GraphEventType: node.inserted, node.updated, node.deleted,
+   * label.truncated, label.gap, message.emitted, …).
    * @default - every type
    */
-  readonly types?: string[];
+  readonly types?: GraphEventType[];
   /**
    * Only events of these sources.
    * @default - every source of this relay
@@ -196,7 +198,7 @@ export class PgRelay extends Construct {
     const problems: string[] = [];
     const sourceIds = options.sourceIds ?? this.sources.map((s) => s.sourceId);
     for (const id of sourceIds) if (!this.sources.some((s) => s.sourceId === id)) problems.push(`sourceIds: "${id}" is not a source of this relay`);
-    const knownTypes = ['node.inserted', 'node.updated', 'node.deleted', 'label.truncated'];
+    const knownTypes: readonly string[] = graphEventType.options;
     for (const t of options.types ?? []) if (!knownTypes.includes(t)) problems.push(`types: "${t}" is not one of ${knownTypes.join(', ')}`);
     if (via === 'nodesQueue') {
       if (this.nodesQueue === undefined) problems.push('via nodesQueue: the relay has no nodes queue (outputs.nodesQueue is false)');

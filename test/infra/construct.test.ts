@@ -26,6 +26,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { graphEventType, type GraphEventType } from '#core/change-event.ts';
 import { ENV, parseStreamerConfig, parseTransformConfig, TRANSFORM_ENV } from '#core/config.ts';
 import { MONITOR_ENV, parseMonitorConfig } from '#monitor/config.ts';
 import { CHANGES_DLQ_RETENTION, CHANGES_RETENTION, DEFAULTS, NODES_DLQ_RETENTION, NODES_RETENTION } from '../../cdk/defaults.ts';
@@ -1010,16 +1011,25 @@ describe('addConsumer', () => {
       expect(count()).toBe(before);
     });
 
+    it('no type of the contract is refused (regression: label.gap threw, the construct kept a list of its own)', () => {
+      for (const type of graphEventType.options) {
+        const fn = consumerFunction(stack, `Type${type.replaceAll('.', '')}`);
+        const rule = relay.addConsumer(fn, { types: [type] }) as events.Rule;
+        const pattern = stack.resolve((rule.node.defaultChild as events.CfnRule).eventPattern) as { 'detail-type': string[] };
+        expect(pattern['detail-type']).toEqual([type]);
+      }
+    });
+
     it('every problem of one call at once: unknown source, unknown type', () => {
       const fn = consumerFunction(stack, 'Unknown');
       let message = '';
       try {
-        relay.addConsumer(fn, { sourceIds: ['nope'], types: ['node.created'] });
+        relay.addConsumer(fn, { sourceIds: ['nope'], types: ['node.created' as GraphEventType] });
       } catch (err) {
         message = (err as Error).message;
       }
       expect(message).toContain('sourceIds: "nope" is not a source of this relay');
-      expect(message).toContain('types: "node.created" is not one of node.inserted, node.updated, node.deleted, label.truncated');
+      expect(message).toContain(`types: "node.created" is not one of ${graphEventType.options.join(', ')}`);
     });
 
     it('a batch size FIFO cannot deliver', () => {
