@@ -26,7 +26,10 @@ export class RawJson {
   }
 }
 
-/** What a converter produces: plain JSON, with json/jsonb values anywhere as RawJson. */
+/**
+ * What a converter produces: plain JSON, with json/jsonb values as RawJson, except elements of
+ * json/jsonb arrays, which are strings (see jsonElementConverter).
+ */
 export type LosslessValue =
   | string
   | number
@@ -381,6 +384,20 @@ function jsonConverter(typeName: string): ValueConverter {
   return (text) => {
     if (text.length === 0) throw badValue(typeName, text);
     return new RawJson(text);
+  };
+}
+
+/**
+ * An element of a json/jsonb array: its JSON text as a JSON string, trimmed like a scalar
+ * json value. Embedded as JSON (RawJson), an element holding a JSON array would read as one
+ * more SQL array dimension (ARRAY['[1,2]'::jsonb] and '{{1,2}}'::jsonb[] both [[1,2]]) and a
+ * JSON null element as SQL NULL; as a string it can be neither.
+ */
+function jsonElementConverter(typeName: string): ValueConverter {
+  return (text) => {
+    const trimmed = text.trim();
+    if (trimmed.length === 0) throw badValue(typeName, text);
+    return trimmed;
   };
 }
 
@@ -933,7 +950,10 @@ export class TypeRegistry {
         if (type.category === 'A' && type.elemOid !== 0) {
           // array_out separates elements with the element type's typdelim (';' for box).
           const delimiter = this.#types.get(type.elemOid)?.delimiter || type.delimiter || ',';
-          return arrayConverter(type.name, this.converter(type.elemOid), delimiter.charCodeAt(0));
+          const base = this.baseOid(type.elemOid);
+          const element =
+            base === PG_OID.json || base === PG_OID.jsonb ? jsonElementConverter(type.name) : this.converter(type.elemOid);
+          return arrayConverter(type.name, element, delimiter.charCodeAt(0));
         }
         return identity;
       default:

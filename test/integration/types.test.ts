@@ -248,10 +248,25 @@ const CASES: TypeCase[] = [
   },
   { row: 'box[]', samples: [s('box[]', `'{(3,4),(1,2);(7,8),(5,6)}'`, '["(3,4),(1,2)","(7,8),(5,6)"]')] },
   {
+    // Each element is its JSON text as a JSON string: the SQL array's nesting is the only array nesting.
     row: 'json[], jsonb[]',
     samples: [
-      s('jsonb[]', `ARRAY['{"n":1}'::jsonb, NULL, 'null'::jsonb]`, '[{"n": 1},null,null]'),
-      s('json[]', `ARRAY['{"big": 12345678901234567890}'::json]`, '[{"big": 12345678901234567890}]'),
+      s('jsonb[]', `ARRAY['{"n":1}'::jsonb, NULL, 'null'::jsonb]`, JSON.stringify(['{"n": 1}', null, 'null'])),
+      s('json[]', `ARRAY['{"big": 12345678901234567890}'::json]`, JSON.stringify(['{"big": 12345678901234567890}'])),
+      // These two both arrived as [[1,"x"]]: one element holding a JSON array, and a 1×2 array.
+      s('jsonb[]', `ARRAY['[1, "x"]'::jsonb]`, JSON.stringify(['[1, "x"]'])),
+      s('jsonb[]', String.raw`'{{1,"\"x\""}}'`, JSON.stringify([['1', '"x"']])),
+      // json keeps each element's text (number spelling, duplicate keys); the blanks around it go.
+      s(
+        'json[]',
+        `ARRAY['"a string"', ' -1.50e3 ', 'true', '[[1], {"k": [null]}]', '{"a": 1, "a": 2}', 'null', NULL]`,
+        JSON.stringify(['"a string"', '-1.50e3', 'true', '[[1], {"k": [null]}]', '{"a": 1, "a": 2}', 'null', null]),
+      ),
+      s('jsonb[]', String.raw`ARRAY['{"s": "back\\slash \"q\""}'::jsonb]`, JSON.stringify([String.raw`{"s": "back\\slash \"q\""}`])),
+      s('json[]', `ARRAY[ARRAY['{"a":1}'::json, NULL], ARRAY['[]'::json, '"s"'::json]]`, JSON.stringify([['{"a":1}', null], ['[]', '"s"']])),
+      s('jsonb[]', `'[0:1][1:1][1:1]={{{"[1]"}},{{NULL}}}'`, JSON.stringify([[['[1]']], [[null]]])),
+      s('jsonb[]', `'{}'`, '[]'),
+      s('json_doc[]', `ARRAY['[1, 2]'::jsonb, NULL, 'null'::jsonb]`, JSON.stringify(['[1, 2]', null, 'null'])),
     ],
   },
   {
@@ -368,6 +383,35 @@ describe('types: every row of the README type table, PostgreSQL → pgoutput →
     });
     if (also) {
       it(also.name, () => also.check(inserted, samples.map((_, j) => columnOf(index, j))));
+    }
+  });
+
+  it('json[] and jsonb[] elements are the text PostgreSQL holds and parse back to its value', async () => {
+    const index = CASES.findIndex((c) => c.row === 'json[], jsonb[]');
+    for (const column of (CASES[index] as TypeCase).samples.map((_, j) => columnOf(index, j))) {
+      // Row 1 is deleted by a later test; every element in storage order (unnest flattens all dimensions).
+      const { rows } = await withClient(db.url, (c) =>
+        c.query<{ ndims: number | null; elements: { sqlNull: boolean; text: string | null; value: unknown }[] }>(
+          `SELECT array_ndims(${column}) AS ndims,
+                  (SELECT coalesce(json_agg(json_build_object('sqlNull', e IS NULL, 'text', e::text, 'value', to_jsonb(e)) ORDER BY n), '[]')
+                     FROM unnest(${column}) WITH ORDINALITY AS u(e, n)) AS elements
+             FROM probe WHERE id = 1`,
+        ),
+      );
+      const { ndims, elements } = rows[0]!;
+      const streamed = inserted.after?.[column] as unknown[];
+      // As deep as the SQL array, and no deeper: each leaf is a string or null, never a JSON array.
+      const leaves = ndims === null ? streamed : streamed.flat(ndims - 1);
+      expect(leaves, column).toHaveLength(elements.length);
+      leaves.forEach((leaf, k) => {
+        const element = elements[k]!;
+        if (element.sqlNull) {
+          expect(leaf, `${column}[${k}]`).toBeNull();
+        } else {
+          expect(leaf, `${column}[${k}]`).toBe(element.text?.trim());
+          expect(JSON.parse(leaf as string), `${column}[${k}]`).toEqual(element.value);
+        }
+      });
     }
   });
 

@@ -60,6 +60,7 @@ const CATALOG: PgType[] = [
   t(16392, 'money2', 'd', 'N', { baseOid: 1700 }),
   t(16404, 'intarr', 'd', 'A', { baseOid: 1007 }),
   t(16430, 'doc', 'd', 'U', { baseOid: 3802 }),
+  t(16429, '_doc', 'b', 'A', { elemOid: 16430 }),
   // CREATE TYPE floatrange AS RANGE (subtype = float8); CREATE TYPE textrange AS RANGE (subtype = text)
   t(16396, 'floatrange', 'r', 'R', { rangeSubtypeOid: 701 }),
   t(16394, 'floatmultirange', 'm', 'R', { multirangeRangeOid: 16396 }),
@@ -168,8 +169,17 @@ const TABLE: [string, number, string, string][] = [
   ['timestamptz[]', 1185, '{"2024-01-02 03:04:05+00","0044-03-15 12:00:00+00 BC"}', '["2024-01-02T03:04:05.000000Z","-0043-03-15T12:00:00.000000Z"]'],
   ['date[] with infinity', 1182, '{2024-01-01,infinity}', '["2024-01-01","infinity"]'],
   ['box[] uses ; delimiter', 1020, '{(3,4),(1,2);(7,8),(5,6)}', '["(3,4),(1,2)","(7,8),(5,6)"]'],
-  ['json[] with big number and JSON null', 199, '{"{\\"a\\":12345678901234567890}","null",NULL}', '[{"a":12345678901234567890},null,null]'],
-  ['jsonb[]', 3807, '{"{\\"a\\": 1}","[1, 2]"}', '[{"a": 1},[1, 2]]'],
+  // json[]/jsonb[] elements are their JSON text as strings: SQL nesting is the only JSON nesting.
+  ['json[] with big number, JSON null and NULL', 199, '{"{\\"a\\":12345678901234567890}","null",NULL}', '["{\\"a\\":12345678901234567890}","null",null]'],
+  ['jsonb[] object and array elements', 3807, '{"{\\"a\\": 1}","[1, 2]"}', '["{\\"a\\": 1}","[1, 2]"]'],
+  ['jsonb[] string, number and boolean elements', 3807, '{"\\"x\\"",1,1.50,true}', '["\\"x\\"","1","1.50","true"]'],
+  ['jsonb[] string holding a backslash', 3807, '{"\\"a\\\\\\\\b\\""}', '["\\"a\\\\\\\\b\\""]'],
+  ['jsonb[] unquoted JSON array element', 3807, '{[1]}', '["[1]"]'],
+  ['jsonb[] 2-D', 3807, '{{1,"\\"x\\""},{NULL,"null"}}', '[["1","\\"x\\""],[null,"null"]]'],
+  ['jsonb[] 2-D explicit bounds', 3807, '[0:0][1:2]={{"[]","{}"}}', '[["[]","{}"]]'],
+  ['jsonb[] empty', 3807, '{}', '[]'],
+  ['json[] element trimmed like scalar json, inner newline kept', 199, '{" {\\"a\\":\n1} "}', '["{\\"a\\":\\n1}"]'],
+  ['array of a domain over jsonb', 16429, '{"{\\"n\\": 12345678901234567890}",NULL}', '["{\\"n\\": 12345678901234567890}",null]'],
   ['domain over int4', 16390, '42', '42'],
   ['domain over a domain', 16420, '7', '7'],
   ['domain over numeric', 16392, `${FORTY_DIGITS}.00`, `"${FORTY_DIGITS}.00"`],
@@ -262,6 +272,39 @@ describe('converters: JSON values', () => {
     expect(registry.converter(PG_OID.float8)('-0')).toBe(-0);
     expect(registry.converter(PG_OID.int8)('12')).toBe('12');
     expect(registry.converter(PG_OID.numeric)('1.50')).toBe('1.50');
+  });
+});
+
+describe('json[] and jsonb[]: each element is its JSON text as a JSON string', () => {
+  const convert = (oid: number, text: string) => registry.converter(oid)(text);
+
+  it('jsonb[] whose element is a JSON array is not confused with a two-dimensional array', () => {
+    // ARRAY['[1, "x"]'::jsonb] and '{{1,"\"x\""}}'::jsonb[] both arrived as [[1,"x"]].
+    const oneElement = json(3807, '{"[1, \\"x\\"]"}');
+    const twoDimensional = json(3807, '{{1,"\\"x\\""}}');
+    expect(oneElement).toBe('["[1, \\"x\\"]"]');
+    expect(twoDimensional).toBe('[["1","\\"x\\""]]');
+    expect(JSON.parse(oneElement)).not.toEqual(JSON.parse(twoDimensional));
+  });
+
+  it('a JSON null element is not confused with an SQL NULL element', () => {
+    expect(convert(3807, '{"null",NULL}')).toEqual(['null', null]);
+    expect(convert(199, '{"null",NULL}')).toEqual(['null', null]);
+    expect(convert(16429, '{"null",NULL}')).toEqual(['null', null]);
+  });
+
+  it('parsing each element gives back the element value', () => {
+    const value = convert(199, '{{"{\\"k\\": [1, {\\"n\\": null}]}","\\"s\\""},{"[[1], 2]",-1.5e3}}') as string[][];
+    expect(value.map((row) => row.map((element) => JSON.parse(element)))).toEqual([
+      [{ k: [1, { n: null }] }, 's'],
+      [[[1], 2], -1500],
+    ]);
+  });
+
+  it('scalar json and jsonb stay embedded JSON, also through a domain', () => {
+    expect(json(PG_OID.jsonb, '[1, "x"]')).toBe('[1, "x"]');
+    expect(json(16430, '[1, "x"]')).toBe('[1, "x"]');
+    expect(convert(16430, '[1]')).toBeInstanceOf(RawJson);
   });
 });
 
