@@ -74,6 +74,12 @@ export interface AddConsumerOptions {
    */
   readonly types?: GraphEventType[];
   /**
+   * Logical message prefixes to receive (`message.emitted` events of the sources' `messages`).
+   * With `labels` too, the rule matches either.
+   * @default - with `labels`: no messages; without: every event
+   */
+  readonly messagePrefixes?: string[];
+  /**
    * Only events of these sources.
    * @default - every source of this relay
    */
@@ -202,8 +208,8 @@ export class PgRelay extends Construct {
     for (const t of options.types ?? []) if (!knownTypes.includes(t)) problems.push(`types: "${t}" is not one of ${knownTypes.join(', ')}`);
     if (via === 'nodesQueue') {
       if (this.nodesQueue === undefined) problems.push('via nodesQueue: the relay has no nodes queue (outputs.nodesQueue is false)');
-      if (options.labels !== undefined || options.types !== undefined || options.sourceIds !== undefined) {
-        problems.push('via nodesQueue: labels, types and sourceIds filter EventBridge rules only; the nodes queue carries every event in order');
+      if (options.labels !== undefined || options.types !== undefined || options.sourceIds !== undefined || options.messagePrefixes !== undefined) {
+        problems.push('via nodesQueue: labels, types, messagePrefixes and sourceIds filter EventBridge rules only; the nodes queue carries every event in order');
       }
       if (this.nodesQueueConsumer !== undefined) problems.push(`via nodesQueue: ${this.nodesQueueConsumer} already consumes the nodes queue; FIFO order holds for one consumer`);
       if (options.batchSize !== undefined && (options.batchSize < 1 || options.batchSize > 10)) problems.push('batchSize: 1 to 10 for a FIFO queue');
@@ -220,7 +226,9 @@ export class PgRelay extends Construct {
       this.grantPayloadRead(fn);
       return source;
     }
-    const detail = options.labels !== undefined ? { node: { label: options.labels } } : undefined;
+    const byLabel = options.labels !== undefined ? { node: { label: options.labels } } : undefined;
+    const byPrefix = options.messagePrefixes !== undefined ? { message: { prefix: options.messagePrefixes } } : undefined;
+    const detail = byLabel !== undefined && byPrefix !== undefined ? { $or: [byLabel, byPrefix] } : (byLabel ?? byPrefix);
     const rule = new events.Rule(this, `Consumer${this.node.children.filter((c) => c.node.id.startsWith('Consumer')).length}`, {
       eventBus: this.bus as events.IEventBus,
       description: `pgrelay events for ${fn.node.path}`,
@@ -292,6 +300,7 @@ export class PgRelay extends Construct {
       database,
       tables: source.tables,
       tableKeys: source.tableKeys,
+      messages: source.messages,
       slotName: source.slotName,
       publicationName: source.publicationName,
       queueUrl: changesQueue.queueUrl,

@@ -11,6 +11,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { issuePath, messagesSchema } from '#core/config.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 
 /** Where one source database is and how to log in. */
@@ -65,6 +66,12 @@ export interface PgRelaySourceProps {
    */
   readonly tableKeys?: Record<string, string[]>;
   /**
+   * Logical decoding messages to deliver (`pg_logical_emit_message`), by exact prefix, as
+   * `message.emitted` events. Prefixes starting with `pgrelay.` are pgrelay's own.
+   * @default - none
+   */
+  readonly messages?: PgRelayMessages;
+  /**
    * Replication slot name.
    * @default `pgrelay_<sourceId>` with `-` as `_`
    */
@@ -74,6 +81,12 @@ export interface PgRelaySourceProps {
    * @default `pgrelay_<sourceId>` with `-` as `_`
    */
   readonly publicationName?: string;
+}
+
+/** Which logical decoding messages a source delivers. */
+export interface PgRelayMessages {
+  /** Exact prefixes, e.g. `['outbox']`. */
+  readonly prefixes: string[];
 }
 
 /** Where graph node events go. */
@@ -189,6 +202,11 @@ export interface PgRelayProps {
    */
   readonly tableKeys?: Record<string, string[]>;
   /**
+   * Logical decoding messages of a single-source relay to deliver, by prefix.
+   * @default - none
+   */
+  readonly messages?: PgRelayMessages;
+  /**
    * Several databases in one relay, each with its own slot, streamer and queues.
    * @default - one source from `database` and `tables`
    */
@@ -219,6 +237,7 @@ export interface ResolvedSource {
   database: PgRelayDatabase & { port: number; sslMode: NonNullable<PgRelayDatabase['sslMode']> };
   tables: string[];
   tableKeys: Record<string, string[]>;
+  messages: PgRelayMessages;
   slotName: string;
   publicationName: string;
 }
@@ -270,11 +289,12 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
   if (!single && props.sources !== undefined) {
     if (props.sourceId !== undefined) problems.push('sourceId: belongs in each of sources[]; with sources the top-level sourceId is not used');
     if (props.tableKeys !== undefined) problems.push('tableKeys: belongs in each of sources[]; with sources the top-level tableKeys is not used');
+    if (props.messages !== undefined) problems.push('messages: belongs in each of sources[]; with sources the top-level messages is not used');
   }
 
   // Both forms given: check both, so the one error lists everything wrong in either.
   const raw: { path: string; source: Partial<PgRelaySourceProps> }[] = [
-    ...(single ? [{ path: '', source: { sourceId: props.sourceId, database: props.database as PgRelayDatabase, tables: props.tables as string[], ...(props.tableKeys ? { tableKeys: props.tableKeys } : {}) } }] : []),
+    ...(single ? [{ path: '', source: { sourceId: props.sourceId, database: props.database as PgRelayDatabase, tables: props.tables as string[], ...(props.tableKeys ? { tableKeys: props.tableKeys } : {}), ...(props.messages ? { messages: props.messages } : {}) } }] : []),
     ...(props.sources ?? []).map((source, i) => ({ path: `sources[${i}].`, source })),
   ];
 
@@ -318,6 +338,8 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
         problems.push(`${path}tableKeys.${name}: list one or more key column names`);
       }
     }
+    const messages = messagesSchema.safeParse(source.messages ?? { prefixes: [] });
+    if (!messages.success) for (const issue of messages.error.issues) problems.push(`${path}messages.${issuePath(issue.path)}: ${issue.message}`);
     const slotName = source.slotName ?? derivedName(sourceId);
     if (!SLOT_NAME.test(slotName)) problems.push(`${path}slotName: "${slotName}" must be lower-case letters, digits and _, at most 63`);
     const key = db === undefined ? undefined : slotIdentity({ database: { ...db, port: db.port ?? 5432 }, slotName });
@@ -331,6 +353,7 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
         database: { ...db, port: db.port ?? 5432, sslMode: db.sslMode ?? 'require' },
         tables,
         tableKeys: source.tableKeys ?? {},
+        messages: { prefixes: messages.data?.prefixes ?? [] },
         slotName,
         publicationName,
       });

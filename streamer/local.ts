@@ -86,7 +86,7 @@ async function demoStep(client: pg.Client, n: number): Promise<void> {
   if (n % 7 === 0) await client.query(`DELETE FROM order_items WHERE (order_id, line) = (SELECT order_id, max(line) FROM order_items WHERE line > 1 GROUP BY order_id ORDER BY order_id LIMIT 1)`);
 }
 
-const ANSI = { dim: '\x1b[2m', reset: '\x1b[0m', green: '\x1b[32m', yellow: '\x1b[33m', red: '\x1b[31m', magenta: '\x1b[35m', bold: '\x1b[1m' };
+const ANSI = { dim: '\x1b[2m', reset: '\x1b[0m', green: '\x1b[32m', yellow: '\x1b[33m', red: '\x1b[31m', magenta: '\x1b[35m', cyan: '\x1b[36m', bold: '\x1b[1m' };
 
 class Screen {
   private status = '';
@@ -115,6 +115,11 @@ class Screen {
     this.status = '';
   }
   event(e: GraphNodeEvent): void {
+    if (e.type === 'message.emitted') {
+      const { prefix, content, encoding, transactional } = e.message;
+      this.line(`${this.paint('cyan', e.type.padEnd(15))} ${this.paint('bold', prefix)}  ${this.paint('dim', `${transactional ? '' : '(non-transactional) '}${encoding === 'utf8' ? content : `base64 ${content}`}`)}`);
+      return;
+    }
     const color = e.type === 'node.inserted' ? 'green' : e.type === 'node.updated' ? 'yellow' : e.type === 'node.deleted' ? 'red' : 'magenta';
     let props: string;
     if (e.type === 'node.updated' && e.previous && e.changed) {

@@ -132,6 +132,8 @@ export async function resolveTables(client: Client, config: StreamerConfig): Pro
       }
       keyColumns = configured;
     } else if (row.replident === 'i' && row.ident.length > 0) {
+      // Before the primary key: with REPLICA IDENTITY USING INDEX a delete (and a key change)
+      // carries only that index's columns, so it is the one key every change can name.
       keyColumns = row.ident;
     } else if (row.pk.length > 0) {
       keyColumns = row.pk;
@@ -321,6 +323,10 @@ export async function loadTypes(client: Client, oids?: number[]): Promise<PgType
 
 export async function prepareSource(client: Client, config: StreamerConfig, log: Logger): Promise<PreparedSource> {
   const serverVersion = await checkWalLevel(client);
+  if (config.messages.prefixes.length > 0 && serverVersion < 140000) {
+    // pgoutput sends logical messages from PostgreSQL 14 on; before, they would silently never arrive.
+    throw new SourceError('SERVER_VERSION', `messages.prefixes needs PostgreSQL 14 or newer (pgoutput sends logical messages from 14 on); this server is ${Math.floor(serverVersion / 10000)}`);
+  }
   const tables = await resolveTables(client, config);
   await ensurePublication(client, config, serverVersion, log, tables);
   const slot = await ensureSlot(client, config.slotName, log, config.stateSchema);

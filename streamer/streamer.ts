@@ -364,6 +364,7 @@ class Session implements ChangeSink {
       tables: source.tables as Map<string, TableInfo>,
       slotName: config.slotName,
       partitions: config.partitions,
+      messagePrefixes: new Set(config.messages.prefixes),
       sink: this,
       loadTypes,
       pause: () => {
@@ -463,16 +464,25 @@ class Session implements ChangeSink {
     this.checkpoint.keepalive(walEnd);
   }
 
-  message(_prefix: string, _content: Buffer, lsn: bigint, transactional: boolean): void {
+  standalone(partition: number, json: string, bytes: number, lsn: bigint): void {
+    if (this.cut) return;
+    // Its own marker, closed at once at the message's LSN (the end of its WAL record, so a
+    // restart from there does not decode it again): confirmed once SQS accepted it and
+    // everything before it.
+    if (lsn > this.serverLsn) this.serverLsn = lsn;
+    const marker = this.checkpoint.begin();
+    this.batcher.add(partition, json, bytes, marker, lsn, 0);
+    this.checkpoint.commit(marker, lsn);
+    this.checkBackpressure();
+  }
+
+  passed(lsn: bigint): void {
     if (this.cut) return;
     // A non-transactional message (the monitor's heartbeat, or anyone's) arrives outside any
     // transaction, in stream order: its position is safe to confirm once everything before it
-    // is, exactly like a keepalive, which is what lets a quiet slot advance. Transactional
-    // messages ride their transaction's commit; bootstrap watermarks will use them.
-    if (!transactional) {
-      if (lsn > this.serverLsn) this.serverLsn = lsn;
-      this.checkpoint.keepalive(lsn);
-    }
+    // is, exactly like a keepalive, which is what lets a quiet slot advance.
+    if (lsn > this.serverLsn) this.serverLsn = lsn;
+    this.checkpoint.keepalive(lsn);
   }
 
   private checkBackpressure(): void {

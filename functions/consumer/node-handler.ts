@@ -21,11 +21,13 @@
  * Events within one SQS message are applied in order; a retried message is applied again
  * from its first event, so callbacks should be idempotent (at-least-once delivery).
  * A truncate reaches the nodes queue once per message group: `onTruncated` runs once per copy.
+ * A key change is an `onDeleted` of the old id and an `onInserted` of the new one, each ordered
+ * with its own node's events, both with `keyChange: {oldId, newId}`.
  */
-import { graphNodeEventRef, type GraphNodeEvent, type PayloadRef } from '#core/change-event.ts';
+import { graphNodeEventRef, type GraphNodeEvent, type MessageEvent, type NodeEvent, type PayloadRef } from '#core/change-event.ts';
 import { byMessageGroup, type EventBridgeEvent, type SqsBatchResponse, type SqsEvent, type SqsRecord } from '#transform/lambda-types.ts';
 
-export type NodeEventCallback = (event: GraphNodeEvent) => void | Promise<void>;
+export type NodeEventCallback<E extends GraphNodeEvent = NodeEvent> = (event: E) => void | Promise<void>;
 
 export interface NodeHandlers {
   onInserted?: NodeEventCallback;
@@ -34,6 +36,8 @@ export interface NodeHandlers {
   onTruncated?: NodeEventCallback;
   /** Changes of a label were lost (slot lost, or the table left the publication); once per copy, like onTruncated. */
   onGap?: NodeEventCallback;
+  /** A logical message of a configured prefix (`pg_logical_emit_message`); in order per prefix on the nodes queue. */
+  onMessage?: NodeEventCallback<MessageEvent>;
 }
 
 export interface NodeHandlerOptions {
@@ -75,6 +79,8 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
         return handlers.onTruncated?.(event);
       case 'label.gap':
         return handlers.onGap?.(event);
+      case 'message.emitted':
+        return handlers.onMessage?.(event);
     }
   };
   const handleRecord = async (record: SqsRecord): Promise<void> => {

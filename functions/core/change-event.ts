@@ -1,6 +1,6 @@
 /**
  * The contracts, defined once: ChangeEvent (what the streamer puts on the changes queue)
- * and, in a later issue, GraphNodeEvent. Types are inferred from the zod schemas so the
+ * and GraphNodeEvent (what the transform delivers). Types are inferred from the zod schemas so the
  * JSON Schema we publish and the TypeScript users compile against cannot drift.
  */
 import { z } from 'zod';
@@ -26,7 +26,8 @@ export const transaction = z.object({
   commitTime: z.string(),
 });
 
-export const changeOp = z.enum(['insert', 'update', 'delete', 'truncate', 'snapshot', 'gap']);
+export const changeOp = z.enum(['insert', 'update', 'delete', 'truncate', 'snapshot', 'gap', 'message']);
+export type ChangeOp = z.infer<typeof changeOp>;
 
 /**
  * Changes of a table that were never streamed and never will be: the slot was invalidated or
@@ -43,17 +44,39 @@ export const gap = z.object({
   repair: z.enum(['bootstrap-requested', 'none']),
 });
 export type Gap = z.infer<typeof gap>;
-export type ChangeOp = z.infer<typeof changeOp>;
 
-export const changeEvent = z.object({
+/**
+ * A logical decoding message an application wrote with `pg_logical_emit_message(transactional,
+ * prefix, content)`, delivered when its prefix is configured (`messages.prefixes`).
+ */
+export const logicalMessage = z.object({
+  prefix: z.string(),
+  /** The content: its UTF-8 text when it is valid UTF-8, else base64 (see `encoding`). */
+  content: z.string(),
+  encoding: z.enum(['utf8', 'base64']),
+  /**
+   * Written inside a transaction that committed (at that transaction's position), or
+   * non-transactional: delivered whether or not its transaction committed, at its own position.
+   */
+  transactional: z.boolean(),
+});
+export type LogicalMessage = z.infer<typeof logicalMessage>;
+
+const rowChangeEvent = z.object({
   v: z.literal(1),
-  op: changeOp,
+  op: changeOp.exclude(['message']),
   schema: z.string(),
   table: z.string(),
-  /** Key columns → values (primary key, replica identity index or `tableKeys`); null for truncate. */
+  /** Key columns → values (tableKeys, replica identity index or primary key); null for truncate and gap. */
   key: row.nullable(),
-  /** The key before an update that changed it. */
+  /**
+   * On the insert half of a key change: the key before it. An UPDATE that changes a row's key
+   * arrives as two changes, a delete of the old key (in the old key's message group) and an
+   * insert of the new one (in the new key's group), at consecutive positions.
+   */
   oldKey: row.optional(),
+  /** On the delete half of a key change: the key the row has from now on. */
+  newKey: row.optional(),
   /** The new row (insert, update, snapshot); null for delete and truncate. */
   after: row.nullable(),
   /** The complete old row, only when REPLICA IDENTITY FULL provides it; otherwise null. */
@@ -73,7 +96,22 @@ export const changeEvent = z.object({
   position,
   tx: transaction,
 });
+
+const messageChangeEvent = z.object({
+  v: z.literal(1),
+  op: z.literal('message'),
+  message: logicalMessage,
+  /** A transactional message: its transaction's commit LSN and its index in it. Otherwise the message's own LSN, seq 0. */
+  position,
+  /** The transaction of a transactional message; null for a non-transactional one. */
+  tx: transaction.nullable(),
+});
+
+/** One change: a row change (or truncate, gap, bootstrap read) of a table, or a logical message. */
+export const changeEvent = z.discriminatedUnion('op', [rowChangeEvent, messageChangeEvent]);
 export type ChangeEvent = z.infer<typeof changeEvent>;
+export type RowChangeEvent = z.infer<typeof rowChangeEvent>;
+export type MessageChangeEvent = z.infer<typeof messageChangeEvent>;
 
 /** The body of one message on the changes queue: many changes of one partition, in order. */
 export const changeBatch = z.object({
@@ -109,7 +147,7 @@ export type ChangeBatchRef = z.infer<typeof changeBatchRef>;
 // ---------------------------------------------------------------------------------------
 // GraphNodeEvent: what subscribers receive (EventBridge detail, nodes-queue message body).
 
-export const graphEventType = z.enum(['node.inserted', 'node.updated', 'node.deleted', 'label.truncated', 'label.gap']);
+export const graphEventType = z.enum(['node.inserted', 'node.updated', 'node.deleted', 'label.truncated', 'label.gap', 'message.emitted']);
 export type GraphEventType = z.infer<typeof graphEventType>;
 
 export const graphNode = z.object({
@@ -121,9 +159,9 @@ export const graphNode = z.object({
   properties: row,
 });
 
-export const graphNodeEvent = z.object({
+const nodeEvent = z.object({
   v: z.literal(1),
-  type: graphEventType,
+  type: graphEventType.exclude(['message.emitted']),
   /** The pgrelay source (database) this came from. */
   source: z.string(),
   node: graphNode,
@@ -140,22 +178,58 @@ export const graphNodeEvent = z.object({
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
   /** On label.gap: changes of every node of this label in a WAL range were lost (see `gap`). */
   gap: gap.optional(),
+  /**
+   * An UPDATE changed the row's key: its node `oldId` ends (node.deleted, ordered with oldId's
+   * events) and node `newId` begins (node.inserted, ordered with newId's events).
+   */
+  keyChange: z.object({ oldId: z.string(), newId: z.string() }).optional(),
   position,
   tx: transaction,
 });
+
+const messageEvent = z.object({
+  v: z.literal(1),
+  type: z.literal('message.emitted'),
+  source: z.string(),
+  message: logicalMessage,
+  position,
+  /** Null for a non-transactional message. */
+  tx: transaction.nullable(),
+});
+
+/** What subscribers receive: a node event, or (type message.emitted) a logical message. */
+export const graphNodeEvent = z.discriminatedUnion('type', [nodeEvent, messageEvent]);
 export type GraphNodeEvent = z.infer<typeof graphNodeEvent>;
+export type NodeEvent = z.infer<typeof nodeEvent>;
+export type MessageEvent = z.infer<typeof messageEvent>;
+
+/** The label an event concerns; null for a logical message, which has none (label filters let it through). */
+export function labelOf(event: GraphNodeEvent | GraphNodeEventRef): string | null {
+  return event.type === 'message.emitted' ? null : event.node.label;
+}
 
 /**
  * An event whose full form is in S3 (too large for its channel). It keeps the fields
  * subscribers route and filter on; `nodeHandler` fetches the rest.
  */
-export const graphNodeEventRef = z.object({
-  v: z.literal(1),
-  type: graphEventType,
-  source: z.string(),
-  node: z.object({ id: z.string().nullable(), label: z.string() }),
-  position,
-  tx: transaction,
-  payloadRef,
-});
+export const graphNodeEventRef = z.discriminatedUnion('type', [
+  z.object({
+    v: z.literal(1),
+    type: nodeEvent.shape.type,
+    source: z.string(),
+    node: z.object({ id: z.string().nullable(), label: z.string() }),
+    position,
+    tx: transaction,
+    payloadRef,
+  }),
+  z.object({
+    v: z.literal(1),
+    type: z.literal('message.emitted'),
+    source: z.string(),
+    message: logicalMessage.pick({ prefix: true, transactional: true }),
+    position,
+    tx: transaction.nullable(),
+    payloadRef,
+  }),
+]);
 export type GraphNodeEventRef = z.infer<typeof graphNodeEventRef>;

@@ -49,6 +49,28 @@ const batchSchema = z
   })
   .strict();
 
+/** Prefixes of pgrelay's own logical messages (heartbeat, gap notice, bootstrap marks): never delivered. */
+export const RESERVED_MESSAGE_PREFIX = 'pgrelay.';
+
+/**
+ * Logical decoding messages to deliver (`pg_logical_emit_message(transactional, prefix,
+ * content)`, e.g. a transactional outbox without a table), by exact prefix. Shared with the
+ * CDK construct's props.
+ */
+export const messagesSchema = z
+  .object({
+    prefixes: z
+      .array(
+        z
+          .string()
+          .min(1, 'a prefix is at least one character')
+          .refine((p) => !p.startsWith(RESERVED_MESSAGE_PREFIX), `prefixes starting with "${RESERVED_MESSAGE_PREFIX}" are pgrelay's own`),
+      )
+      .refine((list) => new Set(list).size === list.length, 'a prefix is listed twice')
+      .default([]),
+  })
+  .strict();
+
 export const streamerConfigSchema = z
   .object({
     /** Names this source in logs, metrics and (later) event sources. */
@@ -60,6 +82,8 @@ export const streamerConfigSchema = z
     tableKeys: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
     slotName: z.string().regex(SLOT_NAME, 'lower-case letters, digits and _, at most 63').optional(),
     publicationName: z.string().min(1).max(63).optional(),
+    /** Logical messages to deliver as `message` changes (PostgreSQL 14+). @default { prefixes: [] }: none */
+    messages: messagesSchema.default({ prefixes: [] }),
     /** Create the publication, or add missing tables to it, when privileges allow. */
     managePublication: z.boolean().default(true),
     /**

@@ -41,6 +41,7 @@ export type SourceErrorCode =
   | 'REPLICA_IDENTITY'
   | 'PARTITION_IDENTITY'
   | 'WAL_LEVEL'
+  | 'SERVER_VERSION'
   | 'SLOT_PLUGIN'
   | 'SLOT_DATABASE'
   | 'SLOT_LOST'

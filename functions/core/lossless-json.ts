@@ -2,14 +2,14 @@
  * Parse JSON written by pgrelay without re-encoding column values. `JSON.parse` would round
  * numbers beyond 2^53 inside json/jsonb values, put integer-like keys first and keep only the
  * last of duplicate keys (json allows them). Here, inside a row object (the value of `after`,
- * `before`, `key`, `oldKey` or `properties`), every object or array value is kept as its raw
+ * `before`, `key`, `oldKey`, `newKey`, `properties` or `previous`), every object or array value is kept as its raw
  * text (RawJson) and any number token that a double would not reproduce exactly is kept raw
  * too; stringifyLossless writes both back verbatim. Everything else parses as JSON.parse does.
  */
 import { DecodeError } from './errors.ts';
 import { RawJson } from './values.ts';
 
-const ROW_KEYS = new Set(['after', 'before', 'key', 'oldKey', 'properties', 'previous']);
+const ROW_KEYS = new Set(['after', 'before', 'key', 'oldKey', 'newKey', 'properties', 'previous']);
 
 export function parseLossless(text: string): unknown {
   const p = new Parser(text);

@@ -42,6 +42,14 @@ export function tablePrefixHash(tableRef: string): number {
   return fnv1a(`${tableRef}\u0000`);
 }
 
+/** The hash state for logical messages: no `schema.table` (which always holds a dot) can collide with it. */
+const MESSAGE_PREFIX_HASH = fnv1a('message\u0000');
+
+/** A logical message's partition: by its prefix, so one prefix's messages keep their order. */
+export function messagePartition(prefix: string, partitions: number): number {
+  return mix32(fnv1a(prefix, MESSAGE_PREFIX_HASH)) % partitions;
+}
+
 export function messageGroupId(partition: number): string {
   return `p${partition}`;
 }

@@ -1,24 +1,23 @@
 /**
  * ChangeEvent → GraphNodeEvent: a table is a label, a row is a node (see node-id.ts).
  *
- * Rules, per `op`:
- * - insert   → one `node.inserted`, properties = `after`.
- * - update   → one `node.updated`, properties = `after`. When the old row is known (`before`,
+ * Rules, per `op` (each change gives at most one event):
+ * - insert   → `node.inserted`, properties = `after`.
+ * - update   → `node.updated`, properties = `after`. When the old row is known (`before`,
  *              REPLICA IDENTITY FULL) it becomes `previous`, and `changed` lists the properties
  *              whose value differs (see `changedProperties`). Without `before`, neither is set:
  *              we cannot tell what changed, and guessing would be worse than saying nothing.
- * - update with `oldKey` (the key changed) → the node's identity changed, so TWO events, in
- *              this order: `node.deleted` for the old id (properties = `before` when known, else
- *              the old key columns), then `node.inserted` for the new id (properties = `after`).
- *              Subscribers keyed by node id then never see one id turn into another. Both events
- *              carry the change's position; they differ by `type` and `node.id`.
  * - delete   → `node.deleted`, properties = `before` when known, else the key columns.
+ * - a key change arrives from the streamer as two changes, a delete carrying `newKey` (in the
+ *              old key's partition) and an insert carrying `oldKey` (in the new key's), so each
+ *              event is ordered with its own node's other events; both get `keyChange`.
  * - truncate → `label.truncated` with node {id: null, label, properties: {}} and the
- *              `truncate` flags, emitted only for the copy in partition 0 (see `toGraphEvents`).
+ *              `truncate` flags, emitted only for the copy in partition 0 (see below).
  * - gap      → `label.gap` the same way, with the `gap` (which changes were lost, and whether
  *              a re-read was requested).
  * - snapshot → `node.updated` with `snapshot: true`: a bootstrap read of an existing row, which
  *              subscribers apply as an upsert. properties = `after`.
+ * - message  → `message.emitted` with the logical message (prefix, content, encoding).
  *
  * Every event carries `v`, `source`, and the change's `position` and `tx` unchanged (the same
  * objects, not copies). `unchanged` and `jsonNulls` describe the event's `properties`: the
@@ -29,7 +28,7 @@
  * batch by the caller, and the output is shaped to pass `graphNodeEvent.parse` by construction
  * (the unit tests check that).
  */
-import type { ChangeEvent, GraphNodeEvent, Row } from './change-event.ts';
+import type { ChangeEvent, GraphNodeEvent, NodeEvent, Row, RowChangeEvent } from './change-event.ts';
 import { PgRelayError } from './errors.ts';
 import { tableKey } from './identifiers.ts';
 import { nodeId } from './node-id.ts';
@@ -43,45 +42,44 @@ export interface GraphEventContext {
   partition: number;
 }
 
-/** The graph events one change produces, in the order subscribers must apply them (0, 1 or 2). */
-export function toGraphEvents(change: ChangeEvent, ctx: GraphEventContext): GraphNodeEvent[] {
+/** The graph event of one change, or null when this copy of a broadcast change is not the one that speaks. */
+export function toGraphEvent(change: ChangeEvent, ctx: GraphEventContext): GraphNodeEvent | null {
+  if (change.op === 'message') {
+    return { v: 1, type: 'message.emitted', source: ctx.source, message: change.message, position: change.position, tx: change.tx };
+  }
   // A table missing from the labels map (config lists fewer tables than the publication
   // streams, or a config change raced a deploy) still gets a usable label: its bare name,
   // which is what labelsFor gives every table whose name is unique.
   const label = ctx.labels.get(tableKey(change)) ?? change.table;
 
   switch (change.op) {
-    case 'insert':
-      return [fromAfter('node.inserted', change, ctx, label, requireKey(change, change.key))];
+    case 'insert': {
+      const key = requireKey(change, change.key);
+      const event = fromAfter('node.inserted', change, ctx, label, key);
+      if (change.oldKey !== undefined) event.keyChange = { oldId: nodeId(label, change.oldKey), newId: event.node.id as string };
+      return event;
+    }
 
     case 'snapshot': {
       const event = fromAfter('node.updated', change, ctx, label, requireKey(change, change.key));
       event.snapshot = true;
-      return [event];
+      return event;
     }
 
     case 'update': {
-      const key = requireKey(change, change.key);
-      if (change.oldKey !== undefined) {
-        const oldId = nodeId(label, change.oldKey);
-        const newId = nodeId(label, key);
-        // The decoder sets oldKey only when a key column's value changed, which changes the
-        // id; if the ids still match, the node kept its identity and this is a plain update.
-        if (oldId !== newId) {
-          return [fromBefore(change, ctx, label, oldId, change.oldKey), fromAfter('node.inserted', change, ctx, label, key)];
-        }
-      }
-      const event = fromAfter('node.updated', change, ctx, label, key);
+      const event = fromAfter('node.updated', change, ctx, label, requireKey(change, change.key));
       if (change.before !== null) {
         event.previous = change.before;
         event.changed = changedProperties(change.before, event.node.properties, change.unchanged, change.jsonNulls);
       }
-      return [event];
+      return event;
     }
 
     case 'delete': {
       const key = requireKey(change, change.key);
-      return [fromBefore(change, ctx, label, nodeId(label, key), key)];
+      const event = fromBefore(change, ctx, label, nodeId(label, key), key);
+      if (change.newKey !== undefined) event.keyChange = { oldId: event.node.id as string, newId: nodeId(label, change.newKey) };
+      return event;
     }
 
     case 'truncate':
@@ -90,8 +88,8 @@ export function toGraphEvents(change: ChangeEvent, ctx: GraphEventContext): Grap
       // queue, each copy with the same position, so that it is ordered against every row of the
       // table whichever partition the row lives in. Subscribers need it once: the copy in
       // partition 0 speaks for all of them, and the others only served the per-partition order.
-      if (ctx.partition !== 0) return [];
-      const event: GraphNodeEvent = {
+      if (ctx.partition !== 0) return null;
+      const event: NodeEvent = {
         v: 1,
         type: change.op === 'truncate' ? 'label.truncated' : 'label.gap',
         source: ctx.source,
@@ -101,28 +99,22 @@ export function toGraphEvents(change: ChangeEvent, ctx: GraphEventContext): Grap
       };
       if (change.truncate !== undefined) event.truncate = change.truncate;
       if (change.gap !== undefined) event.gap = change.gap;
-      return [event];
+      return event;
     }
 
     default: {
-      const op: never = change.op;
-      throw new PgRelayError('MALFORMED_CHANGE', `unknown op ${String(op)} on ${tableKey(change)}`);
+      const unknown: never = change;
+      throw new PgRelayError('MALFORMED_CHANGE', `unknown op ${String((unknown as { op?: unknown }).op)}`);
     }
   }
 }
 
 /** An event whose node is the new row. */
-function fromAfter(
-  type: 'node.inserted' | 'node.updated',
-  change: ChangeEvent,
-  ctx: GraphEventContext,
-  label: string,
-  key: Row,
-): GraphNodeEvent {
+function fromAfter(type: 'node.inserted' | 'node.updated', change: RowChangeEvent, ctx: GraphEventContext, label: string, key: Row): NodeEvent {
   if (change.after === null) {
     throw new PgRelayError('MALFORMED_CHANGE', `${change.op} on ${tableKey(change)} at ${positionText(change)} has no "after" row`);
   }
-  const event: GraphNodeEvent = {
+  const event: NodeEvent = {
     v: 1,
     type,
     source: ctx.source,
@@ -137,8 +129,8 @@ function fromAfter(
 }
 
 /** A `node.deleted` for `id`: the old row when PostgreSQL sent it, else just its key columns. */
-function fromBefore(change: ChangeEvent, ctx: GraphEventContext, label: string, id: string, key: Row): GraphNodeEvent {
-  const event: GraphNodeEvent = {
+function fromBefore(change: RowChangeEvent, ctx: GraphEventContext, label: string, id: string, key: Row): NodeEvent {
+  const event: NodeEvent = {
     v: 1,
     type: 'node.deleted',
     source: ctx.source,
@@ -151,14 +143,14 @@ function fromBefore(change: ChangeEvent, ctx: GraphEventContext, label: string, 
   return event;
 }
 
-function requireKey(change: ChangeEvent, key: Row | null): Row {
+function requireKey(change: RowChangeEvent, key: Row | null): Row {
   if (key === null) {
     throw new PgRelayError('MALFORMED_CHANGE', `${change.op} on ${tableKey(change)} at ${positionText(change)} has no key`);
   }
   return key;
 }
 
-function positionText(change: ChangeEvent): string {
+function positionText(change: RowChangeEvent): string {
   return `(${change.position.commitLsn}, ${change.position.seq})`;
 }
 

@@ -15,7 +15,7 @@
  *
  * Duplicates: an accepted entry (one with an EventId) is never resent. A call whose outcome is
  * unknown (a network error or a 5xx after the SDK's own retries) is resent whole, so, as
- * everywhere in pgrelay, delivery is at-least-once; subscribers deduplicate on (`position`, `type`): a key change yields a delete and an insert at one position.
+ * everywhere in pgrelay, delivery is at-least-once; subscribers deduplicate on `position` (unique per event).
  */
 import {
   EventBridgeClient,
@@ -25,7 +25,7 @@ import {
   type PutEventsResultEntry,
 } from '@aws-sdk/client-eventbridge';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { GraphNodeEvent } from '#core/change-event.ts';
+import { labelOf, type GraphNodeEvent } from '#core/change-event.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import type { TransformConfig } from '#core/config.ts';
 import { packInOrder } from '#core/pack.ts';
@@ -225,7 +225,8 @@ export class EventBridgeOutput {
     let pending: Pending<T>[] = [];
     const oversized: Pending<T>[] = [];
     items.forEach((item, index) => {
-      if (this.#labels && !this.#labels.has(item.event.node.label)) {
+      const label = labelOf(item.event);
+      if (this.#labels && label !== null && !this.#labels.has(label)) {
         result.skipped += 1;
         return;
       }

@@ -25,8 +25,6 @@ export interface NodeEventOut {
   json: string;
   /** UTF-8 bytes of `json`, measured once. */
   bytes: number;
-  /** Which event of its change this is (a key change yields two): part of the dedup id. */
-  index: number;
 }
 
 export interface NodesMessage {
@@ -43,7 +41,7 @@ export function nodesPartition(nodeId: string, partitions: number): number {
 }
 
 function eventKey(e: NodeEventOut): string {
-  return `${positionKey(parseLsn(e.event.position.commitLsn), e.event.position.seq)}.${e.index}`;
+  return positionKey(parseLsn(e.event.position.commitLsn), e.event.position.seq);
 }
 
 /** Pack events (in order) into per-group messages, order kept within each group. */
@@ -55,10 +53,13 @@ export function packNodesMessages(events: NodeEventOut[], partitions: number): N
     list.push(e);
   };
   for (const e of events) {
+    const event = e.event;
+    // A logical message keeps the order of its prefix: one group per prefix.
+    if (event.type === 'message.emitted') add(nodesPartition(`message:${event.message.prefix}`, partitions), e);
     // A truncate concerns every node of its label, in every group: each group gets a copy,
     // so it is ordered against every node's events (subscribers see one per group).
-    if (e.event.node.id === null) for (let p = 0; p < partitions; p++) add(p, e);
-    else add(nodesPartition(e.event.node.id, partitions), e);
+    else if (event.node.id === null) for (let p = 0; p < partitions; p++) add(p, e);
+    else add(nodesPartition(event.node.id, partitions), e);
   }
   const messages: NodesMessage[] = [];
   for (const [p, list] of byGroup) {

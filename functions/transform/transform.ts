@@ -10,14 +10,14 @@
  * queue's maxReceiveCount SQS moves it to the dead-letter queue. Other groups never wait.
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { changeBatchRef, type ChangeBatch, type GraphNodeEvent } from '#core/change-event.ts';
+import { changeBatchRef, changeOp, labelOf, type ChangeBatch, type GraphNodeEvent } from '#core/change-event.ts';
 import { payloadKey, type PayloadStore } from '#core/payload-store.ts';
 import type { TransformConfig } from '#core/config.ts';
 import { DecodeError, describeError } from '#core/errors.ts';
 import { parseLossless } from '#core/lossless-json.ts';
 import { labelsFor } from '#core/node-id.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
-import { toGraphEvents } from '#core/row-to-node.ts';
+import { toGraphEvent } from '#core/row-to-node.ts';
 import { stringifyLossless } from '#core/values.ts';
 import { byMessageGroup, type SqsBatchResponse, type SqsRecord } from './lambda-types.ts';
 import { packNodesMessages, sendNodesMessages, type NodeEventOut } from './nodes-queue-output.ts';
@@ -51,7 +51,7 @@ export interface TransformStats {
 /** SQS's message limit less room for the nodes-queue envelope. */
 const NODES_EVENT_MAX_BYTES = 1024 * 1024 - 64;
 
-const OPS = new Set(['insert', 'update', 'delete', 'truncate', 'snapshot', 'gap']);
+const OPS: ReadonlySet<string> = new Set(changeOp.options);
 
 export class Transform {
   private readonly labels: Map<string, string>;
@@ -102,12 +102,12 @@ export class Transform {
     }
     const out: NodeEventOut[] = [];
     try {
+      const ctx = { source: this.deps.config.sourceId, labels: this.labels, partition: batch.partition };
       for (const change of batch.changes) {
-        const events = toGraphEvents(change, { source: this.deps.config.sourceId, labels: this.labels, partition: batch.partition });
-        for (let i = 0; i < events.length; i++) {
-          const json = stringifyLossless(events[i]);
-          out.push({ event: events[i] as GraphNodeEvent, json, bytes: Buffer.byteLength(json), index: i });
-        }
+        const event = toGraphEvent(change, ctx);
+        if (event === null) continue;
+        const json = stringifyLossless(event);
+        out.push({ event, json, bytes: Buffer.byteLength(json) });
       }
     } catch (err) {
       this.deps.log.error('record holds a change that cannot be turned into node events', {
@@ -138,7 +138,7 @@ export class Transform {
     const target = this.deps.nodesQueue;
     const partitions = this.deps.config.outputs.nodesQueue?.partitions;
     if (!target || partitions === undefined) return true;
-    const selected = this.nodesLabels ? events.filter((e) => this.nodesLabels?.has(e.event.node.label)) : events;
+    const selected = this.nodesLabels ? events.filter((e) => passes(this.nodesLabels, e.event)) : events;
     if (selected.length === 0) return true;
     const sized: NodeEventOut[] = [];
     for (const e of selected) {
@@ -163,7 +163,7 @@ export class Transform {
   private async toEventBus(events: NodeEventOut[], record: SqsRecord): Promise<boolean> {
     const bus = this.deps.eventBus;
     if (!bus) return true;
-    const selected = this.ebLabels ? events.filter((e) => this.ebLabels?.has(e.event.node.label)) : events;
+    const selected = this.ebLabels ? events.filter((e) => passes(this.ebLabels, e.event)) : events;
     if (selected.length === 0) return true;
     const { failed } = await bus.publish(selected.map((e) => ({ event: e.event, detail: e.json })));
     if (failed.length > 0) {
@@ -182,17 +182,26 @@ export class Transform {
     if (!this.deps.payloads) {
       this.deps.log.error('an event is too large for its channel and no largePayloads store is configured', {
         messageId: record?.messageId,
-        nodeId: event.node.id,
+        ...(event.type === 'message.emitted' ? { messagePrefix: event.message.prefix } : { nodeId: event.node.id }),
         bytes: Buffer.byteLength(json),
       });
       return undefined;
     }
-    // Named by position and type (a key change yields a delete and an insert at one position):
-    // a retried record overwrites the same object.
+    // Named by position (unique per event) and type: a retried record overwrites the same object.
     const name = `${event.source}/${positionKey(parseLsn(event.position.commitLsn), event.position.seq).replace(':', '-')}.${event.type}`;
     const payloadRef = await this.deps.payloads.put(payloadKey('events', name), json);
-    return stringifyLossless({ v: 1, type: event.type, source: event.source, node: { id: event.node.id, label: event.node.label }, position: event.position, tx: event.tx, payloadRef });
+    const routing =
+      event.type === 'message.emitted'
+        ? { message: { prefix: event.message.prefix, transactional: event.message.transactional } }
+        : { node: { id: event.node.id, label: event.node.label } };
+    return stringifyLossless({ v: 1, type: event.type, source: event.source, ...routing, position: event.position, tx: event.tx, payloadRef });
   }
+}
+
+/** An output's label filter: a logical message has no label and always passes. */
+function passes(labels: ReadonlySet<string> | undefined, event: GraphNodeEvent): boolean {
+  const label = labelOf(event);
+  return labels === undefined || label === null || labels.has(label);
 }
 
 /** Structural check of a change batch (the transform does not trust its input). */
@@ -208,9 +217,15 @@ function checkBatch(doc: unknown): ChangeBatch {
   for (const [i, c] of (b.changes as Record<string, unknown>[]).entries()) {
     if (typeof c !== 'object' || c === null) fail(`change ${i} is not an object`);
     if (!OPS.has(c.op as string)) fail(`change ${i} has op ${JSON.stringify(c.op)}`);
-    if (typeof c.schema !== 'string' || typeof c.table !== 'string') fail(`change ${i} lacks schema/table`);
     const pos = c.position as Record<string, unknown> | undefined;
     if (!pos || typeof pos.commitLsn !== 'string' || typeof pos.seq !== 'number') fail(`change ${i} lacks a position`);
+    if (c.op === 'message') {
+      const m = c.message as Record<string, unknown> | undefined;
+      if (!m || typeof m.prefix !== 'string' || typeof m.content !== 'string' || (m.encoding !== 'utf8' && m.encoding !== 'base64')) fail(`change ${i} is a message without prefix, content and encoding`);
+      if (typeof c.tx !== 'object') fail(`change ${i} lacks tx`);
+      continue;
+    }
+    if (typeof c.schema !== 'string' || typeof c.table !== 'string') fail(`change ${i} lacks schema/table`);
     if (typeof c.tx !== 'object' || c.tx === null) fail(`change ${i} lacks tx`);
   }
   return doc as ChangeBatch;

@@ -56,8 +56,8 @@ export const pgo = {
   },
   insert: (id: number, values: (string | null)[]) => new PgOutputBuilder().byte(0x49).int32(id).byte(0x4e).tuple(values).build(),
   /** A logical decoding message (pg_logical_emit_message). */
-  message: (lsn: bigint, prefix: string, content: string, transactional: boolean) => {
-    const bytes = Buffer.from(content, 'utf8');
+  message: (lsn: bigint, prefix: string, content: string | Buffer, transactional: boolean) => {
+    const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
     const b = new PgOutputBuilder().byte(0x4d).byte(transactional ? 1 : 0).int64(lsn).cstring(prefix).int32(bytes.length);
     return Buffer.concat([b.build(), bytes]);
   },

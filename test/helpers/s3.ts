@@ -53,7 +53,7 @@ export async function resolveChanges(
       } else {
         batch = changeBatch.parse(doc);
       }
-      for (const c of batch.changes) changes.push({ ...c, partition: batch.partition, groupId: m.groupId ?? '' });
+      for (const c of batch.changes) if (c.op !== 'message') changes.push({ ...c, partition: batch.partition, groupId: m.groupId ?? '' });
     }
     return { changes, refs };
   } finally {

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { changeBatch, type ChangeEvent } from '#core/change-event.ts';
+import { changeBatch, type ChangeEvent, type MessageChangeEvent, type RowChangeEvent } from '#core/change-event.ts';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { ConnectionProvider, type SecretSource } from '#shared/connection.ts';
@@ -107,19 +107,27 @@ export function spawnStreamer(
   return { child, output: () => out, exited };
 }
 
-export interface ReceivedChange extends ChangeEvent {
-  partition: number;
-  groupId: string;
-}
+/** A change as received, with the partition and message group it came in. */
+export type Received<T> = T & { partition: number; groupId: string };
+export type ReceivedChange = Received<RowChangeEvent>;
 
-/** Parse received messages into changes, checking each body against the ChangeBatch schema. */
-export function changesOf(messages: ReceivedMessage[]): ReceivedChange[] {
-  const out: ReceivedChange[] = [];
+function receivedOf(messages: ReceivedMessage[]): Received<ChangeEvent>[] {
+  const out: Received<ChangeEvent>[] = [];
   for (const m of messages) {
     const batch = changeBatch.parse(JSON.parse(m.body));
     for (const c of batch.changes) out.push({ ...c, partition: batch.partition, groupId: m.groupId ?? '' });
   }
   return out;
+}
+
+/** Parse received messages into row changes, checking each body against the ChangeBatch schema (logical messages: `logicalMessagesOf`). */
+export function changesOf(messages: ReceivedMessage[]): ReceivedChange[] {
+  return receivedOf(messages).filter((c): c is ReceivedChange => c.op !== 'message');
+}
+
+/** The logical messages (op `message`) among received messages. */
+export function logicalMessagesOf(messages: ReceivedMessage[]): Received<MessageChangeEvent>[] {
+  return receivedOf(messages).filter((c): c is Received<MessageChangeEvent> => c.op === 'message');
 }
 
 /** Receive until `predicate` holds on the parsed changes. */

@@ -1006,8 +1006,8 @@ describe('addConsumer', () => {
     it('labels, types or sourceIds via nodesQueue', () => {
       const fn = consumerFunction(stack, 'Labels');
       const before = count();
-      expect(() => relay.addConsumer(fn, { via: 'nodesQueue', labels: ['orders'] })).toThrow(/labels, types and sourceIds filter EventBridge rules only/);
-      expect(() => relay.addConsumer(fn, { via: 'nodesQueue', types: ['node.deleted'] })).toThrow(/labels, types and sourceIds filter EventBridge rules only/);
+      expect(() => relay.addConsumer(fn, { via: 'nodesQueue', labels: ['orders'] })).toThrow(/labels, types, messagePrefixes and sourceIds filter EventBridge rules only/);
+      expect(() => relay.addConsumer(fn, { via: 'nodesQueue', types: ['node.deleted'] })).toThrow(/labels, types, messagePrefixes and sourceIds filter EventBridge rules only/);
       expect(count()).toBe(before);
     });
 
@@ -1018,6 +1018,15 @@ describe('addConsumer', () => {
         const pattern = stack.resolve((rule.node.defaultChild as events.CfnRule).eventPattern) as { 'detail-type': string[] };
         expect(pattern['detail-type']).toEqual([type]);
       }
+    });
+
+    it('a consumer of logical messages by prefix, alone or together with labels', () => {
+      const patternOf = (rule: events.Rule) => stack.resolve((rule.node.defaultChild as events.CfnRule).eventPattern) as Record<string, unknown>;
+      const byPrefix = relay.addConsumer(consumerFunction(stack, 'Outbox'), { messagePrefixes: ['outbox'] }) as events.Rule;
+      expect(patternOf(byPrefix)).toEqual({ source: ['pgrelay.shop'], detail: { message: { prefix: ['outbox'] } } });
+      const both = relay.addConsumer(consumerFunction(stack, 'Both'), { labels: ['orders'], messagePrefixes: ['outbox'] }) as events.Rule;
+      expect(patternOf(both)).toEqual({ source: ['pgrelay.shop'], detail: { $or: [{ node: { label: ['orders'] } }, { message: { prefix: ['outbox'] } }] } });
+      expect(() => relay.addConsumer(consumerFunction(stack, 'QueuePrefix'), { via: 'nodesQueue', messagePrefixes: ['outbox'] })).toThrow(/messagePrefixes/);
     });
 
     it('every problem of one call at once: unknown source, unknown type', () => {

@@ -49,6 +49,7 @@ describe('validatePgRelayProps', () => {
         database: { host: 'db.internal', name: 'shop', secret, port: 5432, sslMode: 'require' },
         tables: ['public.orders'],
         tableKeys: {},
+        messages: { prefixes: [] },
         slotName: 'pgrelay_default',
         publicationName: 'pgrelay_default',
       },
@@ -168,6 +169,14 @@ describe('validatePgRelayProps', () => {
 
   it('refuses a table listed twice (public.orders and orders), as the streamer and the monitor do', () => {
     expect(problemsOf(() => validatePgRelayProps({ vpc, database: db(), tables: ['public.orders', 'orders'] }))).toEqual(['tables[1]: public.orders is listed twice (also tables[0])']);
+  });
+
+  it('checks message prefixes with the streamer\'s own rules, and passes them through', () => {
+    expect(validatePgRelayProps({ vpc, database: db(), tables: ['t'], messages: { prefixes: ['outbox'] } })[0]?.messages).toEqual({ prefixes: ['outbox'] });
+    expect(problemsOf(() => validatePgRelayProps({ vpc, database: db(), tables: ['t'], messages: { prefixes: ['pgrelay.gap', 'x', 'x'] } }))).toEqual([
+      'messages.prefixes.0: prefixes starting with "pgrelay." are pgrelay\'s own',
+      'messages.prefixes: a prefix is listed twice',
+    ]);
   });
 
   it('refuses an empty tableKeys column list, as the streamer does', () => {

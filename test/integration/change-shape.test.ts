@@ -7,6 +7,7 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { partitionOf } from '#core/partition.ts';
 import { comparePositions, parseLsn } from '#core/position.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';
@@ -85,6 +86,8 @@ describe('change shape: one streamer, four partitions', () => {
        CREATE TABLE measurements (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
        CREATE TABLE measurements_low PARTITION OF measurements FOR VALUES FROM (MINVALUE) TO (100);
        CREATE TABLE measurements_high PARTITION OF measurements FOR VALUES FROM (100) TO (MAXVALUE);
+       CREATE TABLE ident_idx (id int PRIMARY KEY, code text NOT NULL UNIQUE, v text);
+       ALTER TABLE ident_idx REPLICA IDENTITY USING INDEX ident_idx_code_key;
        CREATE TABLE keyless (email text NOT NULL, name text);
        ALTER TABLE keyless REPLICA IDENTITY FULL;
        -- Only for the refusals below; never streamed.
@@ -113,6 +116,7 @@ describe('change shape: one streamer, four partitions', () => {
           'gen',
           'measurements',
           'keyless',
+          'ident_idx',
         ],
         tableKeys: { keyless: ['email'] },
       }),
@@ -138,20 +142,29 @@ describe('change shape: one streamer, four partitions', () => {
     expect(inbox.bodies.join('\n')).toContain('"table":"comp_pk","key":{"b":"x","a":1}');
   });
 
-  it('a primary key change carries `oldKey` (DEFAULT identity: no old row)', async () => {
+  it('a primary key change is a delete of the old key (in its partition) and an insert of the new one (in its own), at consecutive positions (DEFAULT identity: no old row)', async () => {
     await sql(db, `INSERT INTO pk_change VALUES (1, 'a'); UPDATE pk_change SET v = 'b' WHERE id = 1; UPDATE pk_change SET id = 2 WHERE id = 1`);
-    const [, sameKey, newKey] = await inbox.of('pk_change', 3);
+    const [insert, sameKey, removal, arrival] = await inbox.of('pk_change', 4);
     expect(sameKey).toMatchObject({ op: 'update', key: { id: 1 }, after: { id: 1, v: 'b' }, before: null });
     expect(sameKey).not.toHaveProperty('oldKey');
-    expect(newKey).toMatchObject({ op: 'update', key: { id: 2 }, oldKey: { id: 1 }, after: { id: 2, v: 'b' }, before: null });
+    expect(removal).toMatchObject({ op: 'delete', key: { id: 1 }, newKey: { id: 2 }, after: null, before: null });
+    expect(arrival).toMatchObject({ op: 'insert', key: { id: 2 }, oldKey: { id: 1 }, after: { id: 2, v: 'b' }, before: null });
+    // Each half travels in its own key's message group: the old key's with the row's earlier changes.
+    expect(removal?.groupId).toBe(insert?.groupId);
+    expect(removal?.groupId).toBe(`p${partitionOf('public.pk_change', '{"id":1}', 4)}`);
+    expect(arrival?.groupId).toBe(`p${partitionOf('public.pk_change', '{"id":2}', 4)}`);
+    expect(removal?.tx).toEqual(arrival?.tx);
+    // One simple query, one transaction: insert 0, update 1, the key change 2 and 3.
+    expect([removal?.position.seq, arrival?.position.seq]).toEqual([2, 3]);
   });
 
-  it('a primary key change with REPLICA IDENTITY FULL carries `oldKey` and the whole old row', async () => {
+  it('a primary key change with REPLICA IDENTITY FULL: the delete half carries the whole old row', async () => {
     await sql(db, `INSERT INTO pk_change_full VALUES (1, 'a'); UPDATE pk_change_full SET v = 'b' WHERE id = 1; UPDATE pk_change_full SET id = 2 WHERE id = 1`);
-    const [, sameKey, newKey] = await inbox.of('pk_change_full', 3);
+    const [, sameKey, removal, arrival] = await inbox.of('pk_change_full', 4);
     expect(sameKey).toMatchObject({ key: { id: 1 }, before: { id: 1, v: 'a' }, after: { id: 1, v: 'b' } });
     expect(sameKey).not.toHaveProperty('oldKey');
-    expect(newKey).toMatchObject({ key: { id: 2 }, oldKey: { id: 1 }, before: { id: 1, v: 'b' }, after: { id: 2, v: 'b' } });
+    expect(removal).toMatchObject({ op: 'delete', key: { id: 1 }, newKey: { id: 2 }, before: { id: 1, v: 'b' }, after: null });
+    expect(arrival).toMatchObject({ op: 'insert', key: { id: 2 }, oldKey: { id: 1 }, before: null, after: { id: 2, v: 'b' } });
   });
 
   it('REPLICA IDENTITY FULL: `before` is the complete old row on update and delete', async () => {
@@ -293,7 +306,7 @@ describe('change shape: one streamer, four partitions', () => {
       { op: 'insert', schema: 'public', key: { id: 5 }, after: { id: 5, v: 'low' } },
       { op: 'insert', schema: 'public', key: { id: 150 }, after: { id: 150, v: 'high' } },
       // PostgreSQL moves the row by deleting it from one partition and inserting it into the
-      // other; logical decoding sees exactly that, so there is no update with oldKey here.
+      // other; logical decoding sees exactly that, a plain delete and insert (no newKey/oldKey).
       { op: 'delete', schema: 'public', key: { id: 5 }, after: null },
       { op: 'insert', schema: 'public', key: { id: 250 }, after: { id: 250, v: 'low' } },
       { op: 'update', schema: 'public', key: { id: 150 }, after: { id: 150, v: 'still high' } },
@@ -311,12 +324,23 @@ describe('change shape: one streamer, four partitions', () => {
        UPDATE keyless SET email = 'b@example.com' WHERE email = 'a@example.com';
        DELETE FROM keyless WHERE email = 'b@example.com'`,
     );
-    const changes = await inbox.of('keyless', 4);
-    expect(changes.map((c) => ({ op: c.op, key: c.key, oldKey: c.oldKey, before: c.before }))).toEqual([
-      { op: 'insert', key: { email: 'a@example.com' }, oldKey: undefined, before: null },
-      { op: 'update', key: { email: 'a@example.com' }, oldKey: undefined, before: { email: 'a@example.com', name: 'A' } },
-      { op: 'update', key: { email: 'b@example.com' }, oldKey: { email: 'a@example.com' }, before: { email: 'a@example.com', name: 'B' } },
-      { op: 'delete', key: { email: 'b@example.com' }, oldKey: undefined, before: { email: 'b@example.com', name: 'B' } },
+    const changes = await inbox.of('keyless', 5);
+    expect(changes.map((c) => ({ op: c.op, key: c.key, oldKey: c.oldKey, newKey: c.newKey, before: c.before }))).toEqual([
+      { op: 'insert', key: { email: 'a@example.com' }, oldKey: undefined, newKey: undefined, before: null },
+      { op: 'update', key: { email: 'a@example.com' }, oldKey: undefined, newKey: undefined, before: { email: 'a@example.com', name: 'A' } },
+      { op: 'delete', key: { email: 'a@example.com' }, oldKey: undefined, newKey: { email: 'b@example.com' }, before: { email: 'a@example.com', name: 'B' } },
+      { op: 'insert', key: { email: 'b@example.com' }, oldKey: { email: 'a@example.com' }, newKey: undefined, before: null },
+      { op: 'delete', key: { email: 'b@example.com' }, oldKey: undefined, newKey: undefined, before: { email: 'b@example.com', name: 'B' } },
+    ]);
+  });
+
+  it('a replica identity index other than the primary key names the node: a delete carries only its columns', async () => {
+    await sql(db, `INSERT INTO ident_idx VALUES (1, 'A-1', 'x'); UPDATE ident_idx SET v = 'y' WHERE id = 1; DELETE FROM ident_idx WHERE id = 1`);
+    const changes = await inbox.of('ident_idx', 3);
+    expect(changes.map((c) => [c.op, c.key])).toEqual([
+      ['insert', { code: 'A-1' }],
+      ['update', { code: 'A-1' }],
+      ['delete', { code: 'A-1' }],
     ]);
   });
 

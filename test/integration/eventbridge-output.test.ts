@@ -4,7 +4,7 @@
  */
 import { EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { GraphNodeEvent, GraphNodeEventRef } from '#core/change-event.ts';
+import type { GraphNodeEvent, GraphNodeEventRef, NodeEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
 import { startFakeEventBridge, FAKE_MAX_REQUEST_BYTES, type FakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
 import { waitFor } from '#test/helpers/wait.ts';
@@ -38,7 +38,7 @@ function output(eb: FakeEventBridge, opts: Omit<EventBridgeOutputOptions, 'busNa
 }
 
 /** Node `orders:{n}`, with a `note` property of `noteBytes` ASCII characters. */
-function nodeEvent(n: number, noteBytes = 10, label = 'orders'): GraphNodeEvent {
+function nodeEvent(n: number, noteBytes = 10, label = 'orders'): NodeEvent {
   return {
     v: 1,
     type: n % 3 === 0 ? 'node.inserted' : 'node.updated',
@@ -49,8 +49,8 @@ function nodeEvent(n: number, noteBytes = 10, label = 'orders'): GraphNodeEvent 
   };
 }
 
-const items = (events: GraphNodeEvent[]): PublishItem[] => events.map((event) => ({ event }));
-const nodeIdOf = (detail: unknown): string => (detail as GraphNodeEvent).node.id as string;
+const items = (events: NodeEvent[]): PublishItem[] => events.map((event) => ({ event }));
+const nodeIdOf = (detail: unknown): string => (detail as NodeEvent).node.id as string;
 
 /** Entries per call, largest first (calls of one round run concurrently, in no fixed order). */
 const callSizes = (eb: FakeEventBridge): number[] => eb.calls.map((c) => c.entries.length).sort((a, b) => b - a);
@@ -209,7 +209,8 @@ describe('EventBridgeOutput', () => {
     const eb = await fake();
     const big = nodeEvent(7, 300_000);
     const offloaded: { event: GraphNodeEvent; detail: string }[] = [];
-    const offload = async (event: GraphNodeEvent, detail: string): Promise<string> => {
+    const offload = async (any: GraphNodeEvent, detail: string): Promise<string> => {
+      const event = any as NodeEvent;
       offloaded.push({ event, detail });
       const ref: GraphNodeEventRef = {
         v: 1,

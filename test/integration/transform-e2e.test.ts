@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { graphNodeEvent, type GraphNodeEvent } from '#core/change-event.ts';
+import { graphNodeEvent, type NodeEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { nodeHandler } from '#consumer/node-handler.ts';
@@ -98,7 +98,7 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
     const docHash = await withClient(db.url, async (c) => (await c.query<{ h: string }>(`SELECT encode(sha256(convert_to(body, 'UTF8')), 'hex') AS h FROM docs WHERE id = 1`)).rows[0]!.h);
 
     // Consumers: the helper, on SQS events built from what the nodes queue holds.
-    const seen: GraphNodeEvent[] = [];
+    const seen: NodeEvent[] = [];
     const rawBodies: string[] = [];
     const consumer = nodeHandler(
       {
@@ -154,15 +154,15 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
 
     // EventBridge: only the routed labels, Source and DetailType set, the 2 MB doc as a claim
     // check that the consumer helper resolves transparently.
-    expect(new Set(eventBridge.events.map((e) => (e.detail as GraphNodeEvent).node.label))).toEqual(new Set(['orders', 'docs']));
-    expect(eventBridge.events.filter((e) => (e.detail as GraphNodeEvent).node.label === 'orders')).toHaveLength(3);
+    expect(new Set(eventBridge.events.map((e) => (e.detail as NodeEvent).node.label))).toEqual(new Set(['orders', 'docs']));
+    expect(eventBridge.events.filter((e) => (e.detail as NodeEvent).node.label === 'orders')).toHaveLength(3);
     for (const e of eventBridge.events) {
       expect(e.source).toBe('pgrelay.shop');
-      expect(e.detailType).toBe((e.detail as GraphNodeEvent).type);
+      expect(e.detailType).toBe((e.detail as NodeEvent).type);
     }
-    const docRef = eventBridge.events.find((e) => (e.detail as GraphNodeEvent).node.label === 'docs')!;
+    const docRef = eventBridge.events.find((e) => (e.detail as NodeEvent).node.label === 'docs')!;
     expect(docRef.detail).toHaveProperty('payloadRef');
-    const fromBus: GraphNodeEvent[] = [];
+    const fromBus: NodeEvent[] = [];
     const busConsumer = nodeHandler({ onInserted: (e) => void fromBus.push(e), onUpdated: (e) => void fromBus.push(e) }, { payloads });
     for (const [i, e] of eventBridge.events.entries()) {
       const envelope: EventBridgeEvent = { version: '0', id: String(i), 'detail-type': e.detailType, source: e.source, account: '000000000000', time: new Date(0).toISOString(), region: 'us-east-1', resources: [], detail: e.detail };

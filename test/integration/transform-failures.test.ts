@@ -1,6 +1,6 @@
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChangeEvent, GraphNodeEvent } from '#core/change-event.ts';
+import type { ChangeEvent, NodeEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
 import { stringifyLossless } from '#core/values.ts';
 import { createTransform } from '#transform/handler.ts';
@@ -92,8 +92,8 @@ describe('transform: partial batch failures keep FIFO order', () => {
       }, { visibilityTimeoutSeconds: 1, waitTimeSeconds: 0 });
       outcomes.push(...r.failed.map((id) => `failed ${ids.get(id)}`));
     }
-    const published = (await drainQueue(client, nodesUrl, { waitTimeSeconds: 0 })).flatMap((m) => (JSON.parse(m.body) as { events: GraphNodeEvent[] }).events);
-    const label = (e: GraphNodeEvent) => `${e.type} ${e.node.id} ${String(e.node.properties.status)}`;
+    const published = (await drainQueue(client, nodesUrl, { waitTimeSeconds: 0 })).flatMap((m) => (JSON.parse(m.body) as { events: NodeEvent[] }).events);
+    const label = (e: NodeEvent) => `${e.type} ${e.node.id} ${String(e.node.properties.status)}`;
     // Group p1 went through; in p0, orders:1's update never overtook the failed orders:2 record.
     expect(published.map(label)).toEqual(expect.arrayContaining(['node.inserted customers:7 a', 'node.updated customers:7 b', 'node.inserted orders:1 new']));
     expect(published.map(label)).not.toContain('node.updated orders:1 paid');
@@ -104,12 +104,12 @@ describe('transform: partial batch failures keep FIFO order', () => {
     refuse = false;
     for (let i = 0; i < 20 && !published.some((e) => label(e) === 'node.updated orders:1 paid'); i++) {
       await invokeFromQueue(client, changesUrl, (event) => transform.handle(event.Records), { visibilityTimeoutSeconds: 1 });
-      published.push(...(await drainQueue(client, nodesUrl, { waitTimeSeconds: 0 })).flatMap((m) => (JSON.parse(m.body) as { events: GraphNodeEvent[] }).events));
+      published.push(...(await drainQueue(client, nodesUrl, { waitTimeSeconds: 0 })).flatMap((m) => (JSON.parse(m.body) as { events: NodeEvent[] }).events));
     }
     const orders1 = published.filter((e) => e.node.id === 'orders:1').map(label);
     expect(orders1).toEqual(['node.inserted orders:1 new', 'node.updated orders:1 paid']);
     expect(published.filter((e) => e.node.id === 'orders:2').map(label)).toEqual(['node.inserted orders:2 new']);
-    const busIds = eventBridge.events.map((e) => `${(e.detail as GraphNodeEvent).type} ${(e.detail as GraphNodeEvent).node.id}`);
+    const busIds = eventBridge.events.map((e) => `${(e.detail as NodeEvent).type} ${(e.detail as NodeEvent).node.id}`);
     expect(busIds.filter((b) => b === 'node.inserted orders:2')).toHaveLength(1);
     client.destroy();
   });

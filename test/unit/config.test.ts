@@ -33,6 +33,20 @@ describe('config', () => {
     expect(c.batch).toEqual({ maxBytes: 256 * 1024, maxChanges: 5000, lingerMs: 50 });
   });
 
+  it('messages: none by default; prefixes of pgrelay\'s own, empty or repeated ones are refused by name', () => {
+    expect(parseStreamerConfig(valid).messages).toEqual({ prefixes: [] });
+    expect(parseStreamerConfig({ ...valid, messages: { prefixes: ['outbox', 'audit.v1'] } }).messages.prefixes).toEqual(['outbox', 'audit.v1']);
+    const problems = problemsOf({ ...valid, messages: { prefixes: ['pgrelay.heartbeat', '', 'outbox', 'outbox'], prefix: 'x' } });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'messages.prefixes.0: prefixes starting with "pgrelay." are pgrelay\'s own',
+        'messages.prefixes.1: a prefix is at least one character',
+        'messages.prefixes: a prefix is listed twice',
+        expect.stringMatching(/^messages: .*prefix/),
+      ]),
+    );
+  });
+
   it('lists every problem at once, each by its setting', () => {
     const problems = problemsOf({
       database: { host: 'db', sslMode: 'verify-full' },

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { changeEvent, graphNodeEvent, type ChangeEvent, type GraphNodeEvent } from '#core/change-event.ts';
+import { changeEvent, graphNodeEvent, type ChangeEvent, type NodeEvent, type RowChangeEvent } from '#core/change-event.ts';
 import { PgRelayError } from '#core/errors.ts';
 import { labelsFor } from '#core/node-id.ts';
-import { changedProperties, toGraphEvents, type GraphEventContext } from '#core/row-to-node.ts';
+import { changedProperties, toGraphEvent, type GraphEventContext } from '#core/row-to-node.ts';
 
 const TX = { xid: 7311, commitLsn: '0/1B862A0', commitTime: '2026-11-21T10:22:37.671002Z' };
 
 /** A ChangeEvent as the streamer writes it; `over` replaces fields. */
-function change(over: Partial<ChangeEvent> & Pick<ChangeEvent, 'op'>): ChangeEvent {
+function change(over: Partial<RowChangeEvent> & Pick<RowChangeEvent, 'op'>): RowChangeEvent {
   return {
     v: 1,
     schema: 'public',
@@ -37,17 +37,16 @@ const ctx: GraphEventContext = {
  * unknown keys, so equality after parsing proves there were none; a JSON round trip compared
  * strictly proves no field is present-but-undefined.
  */
-function run(c: ChangeEvent, context: GraphEventContext = ctx): GraphNodeEvent[] {
+function run(c: ChangeEvent, context: GraphEventContext = ctx): NodeEvent[] {
   changeEvent.parse(c);
-  const events = toGraphEvents(c, context);
-  for (const event of events) {
-    expect(graphNodeEvent.parse(event)).toEqual(event);
-    expect(JSON.parse(JSON.stringify(event))).toStrictEqual(event);
-  }
-  return events;
+  const event = toGraphEvent(c, context);
+  if (event === null) return [];
+  expect(graphNodeEvent.parse(event)).toEqual(event);
+  expect(JSON.parse(JSON.stringify(event))).toStrictEqual(event);
+  return [event as NodeEvent];
 }
 
-describe('toGraphEvents: insert', () => {
+describe('toGraphEvent: insert', () => {
   it('emits one node.inserted whose properties are the new row', () => {
     const c = change({ op: 'insert' });
     const events = run(c);
@@ -95,7 +94,7 @@ describe('toGraphEvents: insert', () => {
   });
 });
 
-describe('toGraphEvents: labels', () => {
+describe('toGraphEvent: labels', () => {
   const twoOrders: GraphEventContext = {
     ...ctx,
     labels: labelsFor([
@@ -123,7 +122,7 @@ describe('toGraphEvents: labels', () => {
   });
 });
 
-describe('toGraphEvents: update', () => {
+describe('toGraphEvent: update', () => {
   it('without the old row: node.updated with neither previous nor changed', () => {
     const events = run(change({ op: 'update', unchanged: ['notes'] }));
     expect(events).toHaveLength(1);
@@ -197,32 +196,24 @@ describe('toGraphEvents: update', () => {
   });
 });
 
-describe('toGraphEvents: key change', () => {
-  it('with the old row: node.deleted of the old id (old row), then node.inserted of the new id', () => {
+describe('toGraphEvent: key change', () => {
+  // The streamer sends a key change as a delete of the old key (with newKey) and an insert of
+  // the new one (with oldKey), each in its own key's partition; both events say so in keyChange.
+  it('the delete half: node.deleted of the old id, with the old row when known, and keyChange', () => {
     const before = { id: '41', status: 'paid', doc: null };
-    const after = { id: '42', status: 'paid', doc: null };
-    const c = change({ op: 'update', oldKey: { id: '41' }, before, after, jsonNulls: { before: ['doc'] } });
-    const events = run(c);
-    expect(events.map((e) => [e.type, e.node.id])).toEqual([
-      ['node.deleted', 'orders:41'],
-      ['node.inserted', 'orders:42'],
-    ]);
-    const [deleted, inserted] = events;
+    const c = change({ op: 'delete', key: { id: '41' }, newKey: { id: '42' }, before, after: null, jsonNulls: { before: ['doc'] } });
+    const [deleted, ...rest] = run(c);
+    expect(rest).toEqual([]);
+    expect(deleted).toMatchObject({ type: 'node.deleted', node: { id: 'orders:41' }, keyChange: { oldId: 'orders:41', newId: 'orders:42' } });
     expect(deleted?.node.properties).toBe(before);
     expect(deleted?.jsonNulls).toEqual(['doc']);
-    expect(inserted?.node.properties).toBe(after);
-    expect(inserted).not.toHaveProperty('jsonNulls');
-    for (const e of events) {
-      expect(e).not.toHaveProperty('previous');
-      expect(e).not.toHaveProperty('changed');
-      expect(e.position).toBe(c.position);
-    }
+    expect(deleted?.position).toBe(c.position);
   });
 
-  it('without the old row: the deleted node carries the old key columns', () => {
-    const events = run(
+  it('the insert half: node.inserted of the new id with what did not change, and keyChange (composite key, no old row)', () => {
+    const [inserted] = run(
       change({
-        op: 'update',
+        op: 'insert',
         table: 'order_items',
         key: { order_id: '42', line: 8 },
         oldKey: { order_id: '42', line: 7 },
@@ -230,19 +221,29 @@ describe('toGraphEvents: key change', () => {
         unchanged: ['note'],
       }),
     );
-    expect(events).toHaveLength(2);
-    expect(events[0]).toMatchObject({ type: 'node.deleted', node: { id: 'order_items:42:7', properties: { order_id: '42', line: 7 } } });
-    expect(events[0]).not.toHaveProperty('unchanged');
-    expect(events[1]).toMatchObject({ type: 'node.inserted', node: { id: 'order_items:42:8' }, unchanged: ['note'] });
+    expect(inserted).toMatchObject({ type: 'node.inserted', node: { id: 'order_items:42:8' }, unchanged: ['note'], keyChange: { oldId: 'order_items:42:7', newId: 'order_items:42:8' } });
+    expect(inserted).not.toHaveProperty('previous');
   });
 
-  it('an oldKey that yields the same id is a plain update', () => {
-    const events = run(change({ op: 'update', oldKey: { id: '42' } }));
-    expect(events.map((e) => e.type)).toEqual(['node.updated']);
+  it('a plain insert or delete has no keyChange', () => {
+    for (const c of [change({ op: 'insert' }), change({ op: 'delete', after: null })]) expect(run(c)[0]).not.toHaveProperty('keyChange');
   });
 });
 
-describe('toGraphEvents: delete', () => {
+describe('toGraphEvent: logical message', () => {
+  it('is one message.emitted with the message, position and tx as they came (null tx when non-transactional)', () => {
+    const message = { prefix: 'outbox', content: 'hi', encoding: 'utf8' as const, transactional: false };
+    const c: ChangeEvent = { v: 1, op: 'message', message, position: { commitLsn: '0/900', seq: 0 }, tx: null };
+    changeEvent.parse(c);
+    for (const partition of [0, 5]) {
+      const event = toGraphEvent(c, { ...ctx, partition });
+      expect(event).toStrictEqual({ v: 1, type: 'message.emitted', source: 'shop', message, position: c.position, tx: null });
+      expect(graphNodeEvent.parse(event)).toEqual(event);
+    }
+  });
+});
+
+describe('toGraphEvent: delete', () => {
   it('with the old row: node.deleted whose properties are the old row', () => {
     const before = { id: '42', status: 'paid', doc: null };
     const [event, ...rest] = run(change({ op: 'delete', after: null, before, jsonNulls: { before: ['doc'] } }));
@@ -259,7 +260,7 @@ describe('toGraphEvents: delete', () => {
   });
 });
 
-describe('toGraphEvents: truncate', () => {
+describe('toGraphEvent: truncate', () => {
   const truncate = change({
     op: 'truncate',
     key: null,
@@ -286,7 +287,7 @@ describe('toGraphEvents: truncate', () => {
   });
 });
 
-describe('toGraphEvents: gap', () => {
+describe('toGraphEvent: gap', () => {
   const gapChange = change({
     op: 'gap',
     key: null,
@@ -310,7 +311,7 @@ describe('toGraphEvents: gap', () => {
   });
 });
 
-describe('toGraphEvents: snapshot', () => {
+describe('toGraphEvent: snapshot', () => {
   it('is a node.updated marked snapshot: an upsert of an existing row', () => {
     const [event, ...rest] = run(change({ op: 'snapshot' }));
     expect(rest).toEqual([]);
@@ -319,27 +320,28 @@ describe('toGraphEvents: snapshot', () => {
   });
 });
 
-describe('toGraphEvents: malformed changes', () => {
+describe('toGraphEvent: malformed changes', () => {
   it('a row change without a key throws MALFORMED_CHANGE naming table and position', () => {
-    const err = catchError(() => toGraphEvents(change({ op: 'update', key: null }), ctx));
+    const err = catchError(() => toGraphEvent(change({ op: 'update', key: null }), ctx));
     expect(err).toBeInstanceOf(PgRelayError);
     expect((err as PgRelayError).code).toBe('MALFORMED_CHANGE');
     expect((err as PgRelayError).message).toContain('public.orders at (0/1B862A0, 3)');
   });
 
   it('an insert without after throws MALFORMED_CHANGE', () => {
-    const err = catchError(() => toGraphEvents(change({ op: 'insert', after: null }), ctx));
+    const err = catchError(() => toGraphEvent(change({ op: 'insert', after: null }), ctx));
     expect((err as PgRelayError).code).toBe('MALFORMED_CHANGE');
   });
 });
 
-describe('toGraphEvents: the contract', () => {
+describe('toGraphEvent: the contract', () => {
   it('every op yields events that parse with graphNodeEvent', () => {
     const before = { id: '41', status: 'new' };
     const all = [
       change({ op: 'insert', unchanged: ['x'], jsonNulls: { after: ['status'] } }),
       change({ op: 'update', before: { id: '42', status: 'new' } }),
-      change({ op: 'update', before, oldKey: { id: '41' } }),
+      change({ op: 'delete', key: { id: '41' }, newKey: { id: '42' }, before, after: null }),
+      change({ op: 'insert', oldKey: { id: '41' } }),
       change({ op: 'delete', after: null }),
       change({ op: 'truncate', key: null, after: null, truncate: { cascade: false, restartIdentity: true } }),
       change({ op: 'snapshot' }),

@@ -10,9 +10,10 @@ import {
   graphNodeEventRef,
   payloadRef,
   type ChangeEvent,
+  type RowChangeEvent,
 } from '#core/change-event.ts';
 import { labelsFor } from '#core/node-id.ts';
-import { toGraphEvents } from '#core/row-to-node.ts';
+import { toGraphEvent } from '#core/row-to-node.ts';
 import { SCHEMAS_DIR, SCHEMA_BASE_URL, renderSchemas } from '../../scripts/generate-schemas.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -29,6 +30,7 @@ const ASSERTIONS = new Set([
   'const',
   'enum',
   'anyOf',
+  'oneOf',
   'properties',
   'required',
   'additionalProperties',
@@ -94,6 +96,17 @@ function validate(root: JsonSchema, value: unknown): string[] {
       });
       if (!matches) errors.push(`${path}: matches none of anyOf`);
     }
+    if (Array.isArray(schema.oneOf)) {
+      const results = (schema.oneOf as JsonSchema[]).map((branch) => {
+        const branchErrors: string[] = [];
+        check(branch, v, path, branchErrors);
+        return branchErrors;
+      });
+      const passing = results.filter((r) => r.length === 0).length;
+      if (passing > 1) errors.push(`${path}: matches more than one of oneOf`);
+      // None matches: the closest branch (fewest problems) says what is wrong, as a reader would.
+      else if (passing === 0) errors.push(...(results.sort((a, b) => a.length - b.length)[0] ?? []));
+    }
     if (typeof v === 'string' && typeof schema.pattern === 'string' && !new RegExp(schema.pattern, 'u').test(v)) {
       errors.push(`${path}: does not match ${schema.pattern}`);
     }
@@ -147,25 +160,50 @@ const readmeBatch = {
     },
   ],
 };
-const readmeChange = readmeBatch.changes[0] as ChangeEvent;
-const keyChange: ChangeEvent = {
+const readmeChange = readmeBatch.changes[0] as RowChangeEvent;
+// A key change 41 → 42: the delete of the old key, then the insert of the new one.
+const keyRemoval: RowChangeEvent = {
   ...readmeChange,
-  oldKey: { id: '41' },
+  op: 'delete',
+  key: { id: '41' },
+  newKey: { id: '42' },
+  after: null,
   before: { id: '41', status: 'paid', doc: null, tags: ['a', 'b'], meta: { n: 1.5, deep: [{ x: null }] } },
   jsonNulls: { before: ['doc'] },
-  unchanged: ['notes'],
   position: { commitLsn: '0/1B862A0', seq: 1 },
 };
-const truncateChange: ChangeEvent = {
+const keyArrival: RowChangeEvent = {
+  ...readmeChange,
+  op: 'insert',
+  oldKey: { id: '41' },
+  unchanged: ['notes'],
+  position: { commitLsn: '0/1B862A0', seq: 2 },
+};
+const truncateChange: RowChangeEvent = {
   ...readmeChange,
   op: 'truncate',
   key: null,
   after: null,
   truncate: { cascade: false, restartIdentity: true },
-  position: { commitLsn: '0/1B862A0', seq: 2 },
+  position: { commitLsn: '0/1B862A0', seq: 3 },
 };
+const messageChange: ChangeEvent = {
+  v: 1,
+  op: 'message',
+  message: { prefix: 'outbox', content: '{"order":42}', encoding: 'utf8', transactional: true },
+  position: { commitLsn: '0/1B862A0', seq: 4 },
+  tx: readmeChange.tx,
+};
+const nonTransactionalMessage: ChangeEvent = {
+  v: 1,
+  op: 'message',
+  message: { prefix: 'audit', content: '3q2+7w==', encoding: 'base64', transactional: false },
+  position: { commitLsn: '0/1B86400', seq: 0 },
+  tx: null,
+};
+const sampleChanges: ChangeEvent[] = [readmeChange, keyRemoval, keyArrival, truncateChange, messageChange, nonTransactionalMessage];
 const ctx = { source: 'shop', labels: labelsFor([{ schema: 'public', table: 'orders' }]), partition: 0 };
-const nodeEvents = [readmeChange, keyChange, truncateChange].flatMap((c) => toGraphEvents(c, ctx));
+const nodeEvents = sampleChanges.map((c) => toGraphEvent(c, ctx)).filter((e) => e !== null);
 const samplePayloadRef = { bucket: 'pgrelay-large', key: 'pgrelay/shop/0-1B862A0.0.json', bytes: 2_000_000, sha256: 'ab'.repeat(32) };
 const sampleEventRef = {
   v: 1,
@@ -207,9 +245,9 @@ describe('published JSON Schemas', () => {
   });
 
   it('accept the real samples', () => {
-    expect(nodeEvents.map((e) => e.type)).toEqual(['node.updated', 'node.deleted', 'node.inserted', 'label.truncated']);
+    expect(nodeEvents.map((e) => e.type)).toEqual(['node.updated', 'node.deleted', 'node.inserted', 'label.truncated', 'message.emitted', 'message.emitted']);
     expect(validate(published('change-batch.v1.json'), readmeBatch)).toEqual([]);
-    for (const c of [readmeChange, keyChange, truncateChange]) expect(validate(published('change-event.v1.json'), c)).toEqual([]);
+    for (const c of sampleChanges) expect(validate(published('change-event.v1.json'), c)).toEqual([]);
     for (const e of nodeEvents) expect(validate(published('graph-node-event.v1.json'), e)).toEqual([]);
     expect(validate(published('graph-node-event-ref.v1.json'), sampleEventRef)).toEqual([]);
     expect(validate(published('payload-ref.v1.json'), samplePayloadRef)).toEqual([]);
@@ -241,7 +279,12 @@ describe('published JSON Schemas', () => {
       ['change-batch.v1.json', readmeBatch],
       ['change-batch.v1.json', { ...readmeBatch, partition: -1 }],
       ['change-batch.v1.json', { ...readmeBatch, changes: [{ ...readmeChange, op: 'upsert' }] }],
-      ['change-event.v1.json', keyChange],
+      ['change-event.v1.json', keyRemoval],
+      ['change-event.v1.json', keyArrival],
+      ['change-event.v1.json', messageChange],
+      ['change-event.v1.json', nonTransactionalMessage],
+      ['change-event.v1.json', { ...messageChange, message: { ...messageChange.message, encoding: 'hex' } }],
+      ['change-event.v1.json', { ...readmeChange, tx: null }],
       ['change-event.v1.json', { ...readmeChange, key: undefined }],
       ['change-event.v1.json', { ...readmeChange, jsonNulls: { after: [1] } }],
       ['change-event.v1.json', { ...truncateChange, truncate: { cascade: false } }],
@@ -250,6 +293,8 @@ describe('published JSON Schemas', () => {
       ['graph-node-event.v1.json', nodeEvents[1]],
       ['graph-node-event.v1.json', { ...nodeEvents[1], snapshot: false }],
       ['graph-node-event.v1.json', { ...nodeEvents[1], changed: 'status' }],
+      ['graph-node-event.v1.json', nodeEvents[4]],
+      ['graph-node-event.v1.json', { ...nodeEvents[4], message: undefined }],
       ['graph-node-event-ref.v1.json', sampleEventRef],
       ['graph-node-event-ref.v1.json', { ...sampleEventRef, payloadRef: { ...samplePayloadRef, bytes: 1.5 } }],
       ['payload-ref.v1.json', { ...samplePayloadRef, bucket: undefined }],
@@ -262,7 +307,7 @@ describe('published JSON Schemas', () => {
       if (!zodOk) invalid++;
       expect(validate(published(file), json).length === 0, `${file} ${JSON.stringify(value)}`).toBe(zodOk);
     }
-    expect(invalid).toBe(9);
+    expect(invalid).toBe(12);
   });
 });
 
