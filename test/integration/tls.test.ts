@@ -1,12 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseStreamerConfig, type SslMode } from '#core/config.ts';
 import { ConnectionProvider } from '#shared/connection.ts';
+import { prepareEmbedded } from '#test/helpers/embedded-server.ts';
 import { createTestDatabase, startTestPostgres, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
 import { receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';
 import { changesOf, startStreamer, streamerConfig } from '#test/helpers/streamer.ts';
@@ -21,17 +20,17 @@ describe('TLS to the database', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
 
   beforeAll(async () => {
-    // PostgreSQL insists its key is private to the server's OS user.
-    keyDir = mkdtempSync(path.join(os.tmpdir(), 'pgrelay-tls-'));
+    // PostgreSQL insists its key is private to the server's OS user, and (as root) that user
+    // may not be able to enter the clone: certificate and key go where it can read them.
+    const { dataRoot, runAs } = await prepareEmbedded();
+    keyDir = mkdtempSync(path.join(dataRoot, 'pgrelay-tls-'));
+    const cert = path.join(keyDir, 'server.pem');
     const key = path.join(keyDir, 'server.key');
+    copyFileSync(path.join(fixtures, 'server.pem'), cert);
     copyFileSync(path.join(fixtures, 'server.key'), key);
     chmodSync(key, 0o600);
-    if (process.getuid?.() === 0) {
-      const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-      chownSync(keyDir, uid, -1);
-      chownSync(key, uid, -1);
-    }
-    server = await startTestPostgres({ flags: ['ssl=on', `ssl_cert_file=${path.join(fixtures, 'server.pem')}`, `ssl_key_file=${key}`] });
+    if (runAs) for (const file of [keyDir, cert, key]) chownSync(file, runAs.uid, runAs.gid);
+    server = await startTestPostgres({ flags: ['ssl=on', `ssl_cert_file=${cert}`, `ssl_key_file=${key}`] });
     db = await createTestDatabase(server.url, 'tls');
   });
 
