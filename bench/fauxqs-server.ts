@@ -6,9 +6,9 @@
  * when the bench goes away (stdin closes).
  */
 import { startFakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
-import { startTestSqs } from '#test/helpers/sqs.ts';
+import { startSqsEmulator } from '#dev/sqs-emulator.ts';
 
-const sqs = await startTestSqs();
+const sqs = await startSqsEmulator();
 const eventBridge = await startFakeEventBridge({ buses: ['bench'] }); // the transform bench's bus
 // The fake keeps every event and call for tests to inspect; the bench only needs the answers.
 setInterval(() => {

@@ -24,7 +24,7 @@ import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parseTransformConfig, type TransformConfig } from '#core/config.ts';
 import { EventBridgeOutput } from '#transform/eventbridge-output.ts';
 import { createTransform } from '#transform/handler.ts';
-import type { SqsEvent, SqsRecord } from '#transform/lambda-types.ts';
+import type { SqsEvent, SqsRecord } from '#shared/lambda-types.ts';
 import { Transform, type Log } from '#transform/transform.ts';
 import { exitWithParent, finish, jobOf, peakRssMb } from './child.ts';
 import { startProfiler, type ProfileSummary } from './profile.ts';

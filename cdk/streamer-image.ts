@@ -1,6 +1,6 @@
 /**
  * The streamer's container image for ECS Fargate: a Docker build context holding an esbuild
- * bundle of streamer/task.ts, the health check, and a Dockerfile that copies them into a
+ * bundle of the `pgrelay` command (cli/pgrelay.ts: `run` and the operator commands), the health check, and a Dockerfile that copies them into a
  * Node 22 base image. Prepared at synth time (synchronously, as CDK synth is), for
  * `ecs.ContainerImage.fromAsset(directory, { platform: Platform.LINUX_ARM64 })`.
  *
@@ -25,7 +25,7 @@ export const DEFAULT_STREAMER_IMAGE_DIR = join(REPO_ROOT, '.build', 'streamer-im
  */
 export const STREAMER_BASE_IMAGE = 'public.ecr.aws/docker/library/node:22-bookworm-slim';
 
-/** The file `pgrelay run` rewrites every 10 s and the health check reads (streamer/main.ts). */
+/** The file `pgrelay run` rewrites every 10 s and the health check reads (streamer/process.ts). */
 export const STREAMER_HEALTH_FILE = '/tmp/pgrelay-health';
 
 /** The ECS container health check: exit 0 while the streamer's event loop turns. */
@@ -48,7 +48,7 @@ export interface StreamerImageOptions {
 }
 
 export interface StreamerImage {
-  /** The Docker build context: Dockerfile, task.mjs, health-check.mjs and their source maps. */
+  /** The Docker build context: Dockerfile, pgrelay.mjs, health-check.mjs and their source maps. */
   directory: string;
   /** For the ECS container definition's health check. */
   healthCheckCommand: string[];
@@ -69,7 +69,7 @@ export function prepareStreamerImage(opts: StreamerImageOptions = {}): StreamerI
   const directory = opts.outDir ?? DEFAULT_STREAMER_IMAGE_DIR;
   const result = buildSync({
     absWorkingDir: REPO_ROOT,
-    entryPoints: { task: 'streamer/task.ts', 'health-check': 'streamer/health-check.ts' },
+    entryPoints: { pgrelay: 'cli/pgrelay.ts', 'health-check': 'cli/health-check.ts' },
     // Always the default directory, whatever `outDir` is: source map paths are relative to
     // it, and the bytes must not depend on where they are written.
     outdir: DEFAULT_STREAMER_IMAGE_DIR,
@@ -120,7 +120,7 @@ function dockerfile(copied: string[]): string {
     'USER node',
     // For `docker run`; ECS ignores it and runs the task definition's health check instead.
     `HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD ${JSON.stringify(STREAMER_HEALTH_CHECK_COMMAND.slice(1))}`,
-    'ENTRYPOINT ["node", "/app/task.mjs"]',
+    'ENTRYPOINT ["node", "/app/pgrelay.mjs"]',
     'CMD ["run"]',
     '',
   ].join('\n');

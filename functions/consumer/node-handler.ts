@@ -25,7 +25,7 @@
  * with its own node's events, both with `keyChange: {oldId, newId}`.
  */
 import { graphNodeEventRef, type GraphNodeEvent, type MessageEvent, type NodeEvent, type PayloadRef } from '#core/change-event.ts';
-import { byMessageGroup, type EventBridgeEvent, type SqsBatchResponse, type SqsEvent, type SqsRecord } from '#transform/lambda-types.ts';
+import { byMessageGroup, type EventBridgeEvent, type SqsBatchResponse, type SqsEvent, type SqsRecord } from '#shared/lambda-types.ts';
 
 export type NodeEventCallback<E extends GraphNodeEvent = NodeEvent> = (event: E) => void | Promise<void>;
 

@@ -7,6 +7,7 @@
 import type { Client, QueryResultRow } from 'pg';
 import { tableKey, type TableName } from '#core/identifiers.ts';
 import { readBootstrapRequests, readSlotWatch, stateSchemaReadable, type BootstrapRequest, type SlotWatch } from '#shared/source-state.ts';
+import { formatBytes } from '#core/bytes.ts';
 
 export interface StatusTarget {
   slotName: string;
@@ -326,18 +327,6 @@ export function statusProblems(status: SourceStatus): StatusProblem[] {
     if (t.configured && !t.exists) problems.push({ severity: 'warning', message: `configured table ${t.table} does not exist (names are case-sensitive; quote mixed-case names: "Schema"."Table")` });
   }
   return problems;
-}
-
-/** 1536 → "1.5 KiB"; binary units, as PostgreSQL's pg_size_pretty uses. */
-export function formatBytes(bytes: number): string {
-  const sign = bytes < 0 ? '-' : '';
-  let value = Math.abs(bytes);
-  if (value < 1024) return `${sign}${value} bytes`;
-  for (const unit of ['KiB', 'MiB', 'GiB', 'TiB']) {
-    value /= 1024;
-    if (value < 1024 || unit === 'TiB') return `${sign}${value < 100 ? value.toFixed(1) : Math.round(value)} ${unit}`;
-  }
-  return `${sign}${value} TiB`;
 }
 
 function toNumber(text: string | null): number | null {

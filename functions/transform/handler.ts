@@ -6,7 +6,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseTransformEnv, type TransformConfig } from '#core/config.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { EventBridgeOutput, type EventBridgeOutputOptions } from './eventbridge-output.ts';
-import type { SqsBatchResponse, SqsEvent } from './lambda-types.ts';
+import type { SqsBatchResponse, SqsEvent } from '#shared/lambda-types.ts';
 import { Transform, type Log } from './transform.ts';
 
 /** One JSON line per event of note, as the streamer logs. */

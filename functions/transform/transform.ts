@@ -19,7 +19,7 @@ import { labelsFor } from '#core/node-id.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { toGraphEvent } from '#core/row-to-node.ts';
 import { stringifyLossless } from '#core/values.ts';
-import { byMessageGroup, type SqsBatchResponse, type SqsRecord } from './lambda-types.ts';
+import { byMessageGroup, type SqsBatchResponse, type SqsRecord } from '#shared/lambda-types.ts';
 import { packNodesMessages, sendNodesMessages, type NodeEventOut } from './nodes-queue-output.ts';
 
 /** The EventBridge output (eventbridge-output.ts): reports what it could not deliver. */

@@ -9,7 +9,7 @@
  */
 import type { TestProject } from 'vitest/node';
 import { startTestPostgres, type TestPostgres } from './postgres.ts';
-import { startTestSqs, type TestSqs } from './sqs.ts';
+import { startSqsEmulator, type SqsEmulator } from '#dev/sqs-emulator.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -22,7 +22,7 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   let postgres: TestPostgres | undefined;
-  let sqs: TestSqs | undefined;
+  let sqs: SqsEmulator | undefined;
   const teardown = async (): Promise<void> => {
     // Both, even if one fails; report the first failure.
     const results = await Promise.allSettled([postgres?.stop(), sqs?.stop()]);
@@ -34,7 +34,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // started must be stopped too.
   const started = await Promise.allSettled([
     startTestPostgres().then((server) => (postgres = server)),
-    sqsEndpoint ? undefined : startTestSqs().then((server) => (sqs = server)),
+    sqsEndpoint ? undefined : startSqsEmulator().then((server) => (sqs = server)),
   ]);
   const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   const endpoint = sqsEndpoint || sqs?.endpoint;

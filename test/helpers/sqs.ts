@@ -1,5 +1,5 @@
 /**
- * A local SQS (fauxqs, in process, loopback only) and small helpers to read FIFO queues in tests.
+ * Small helpers to read FIFO queues in tests, on the suite's SQS emulator (dev/sqs-emulator.ts).
  *
  * fauxqs facts that shape these helpers:
  *  - a FIFO receive returns at most one message per message group, and nothing more of a group
@@ -20,34 +20,6 @@ import {
   type Message,
   type SQSClientConfig,
 } from '@aws-sdk/client-sqs';
-
-export interface TestSqs {
-  /** `http://127.0.0.1:<port>` */
-  endpoint: string;
-  port: number;
-  stop(): Promise<void>;
-}
-
-/**
- * Starts fauxqs on 127.0.0.1. `startFauxqs()` always binds 0.0.0.0 (its `host` option only names
- * the host in queue URLs), so this builds the same app and listens on loopback itself.
- */
-export async function startTestSqs(opts: { port?: number } = {}): Promise<TestSqs> {
-  const { buildApp } = await import('fauxqs');
-  const app = buildApp({ logger: false });
-  await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') {
-    await app.close();
-    throw new Error(`fauxqs listens on an unexpected address: ${String(address)}`);
-  }
-  let stopping: Promise<void> | undefined;
-  return {
-    endpoint: `http://127.0.0.1:${address.port}`,
-    port: address.port,
-    stop: () => (stopping ??= app.close().then(() => undefined)),
-  };
-}
 
 /**
  * An SQS client for a local endpoint: fixed region and dummy static credentials, so neither the

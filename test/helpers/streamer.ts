@@ -10,7 +10,7 @@ import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { ConnectionProvider, type SecretSource } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
-import { payloadStoreFor, sqsClientFor } from '#streamer/main.ts';
+import { payloadStoreFor, sqsClientFor } from '#streamer/process.ts';
 import { Streamer } from '#streamer/streamer.ts';
 import { receiveUntil, type ReceivedMessage } from './sqs.ts';
 import { waitFor } from './wait.ts';
@@ -95,7 +95,7 @@ export function spawnStreamer(
   opts: { nodeFlags?: readonly string[] } = {},
 ): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const root = fileURLToPath(new URL('../..', import.meta.url));
-  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), '--import', 'tsx', 'streamer/cli.ts', 'run'], {
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), '--import', 'tsx', 'cli/pgrelay.ts', 'run'], {
     cwd: root,
     env: { ...process.env, PGRELAY_CONFIG: JSON.stringify(input), AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' },
     stdio: ['ignore', 'pipe', 'pipe'],

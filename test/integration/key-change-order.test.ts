@@ -18,7 +18,7 @@ import { parseTransformConfig } from '#core/config.ts';
 import { partitionOf } from '#core/partition.ts';
 import { toGraphEvent } from '#core/row-to-node.ts';
 import { createTransform } from '#transform/handler.ts';
-import type { SqsRecord } from '#transform/lambda-types.ts';
+import type { SqsRecord } from '#shared/lambda-types.ts';
 import { nodesPartition } from '#transform/nodes-queue-output.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { createFifoQueue, drainQueue, receiveUntil, sqsClient, testSqsEndpoint, type ReceivedMessage } from '#test/helpers/sqs.ts';

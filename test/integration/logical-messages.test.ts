@@ -12,7 +12,7 @@ import { messagePartition } from '#core/partition.ts';
 import { comparePositions, parseLsn } from '#core/position.ts';
 import { createTransform } from '#transform/handler.ts';
 import { nodesPartition } from '#transform/nodes-queue-output.ts';
-import { invokeFromQueue } from '#streamer/local/sqs-event-source.ts';
+import { invokeFromQueue } from '#dev/lambda-event-source.ts';
 import { startFakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
 import { withClient } from '#test/helpers/postgres.ts';
 import { confirmedLsn, onCleanup, runCleanups, runStreamer, setupDbAndQueue } from '#test/helpers/scenario.ts';

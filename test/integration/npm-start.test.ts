@@ -43,13 +43,13 @@ function postgresProcessesOf(pids: number[]): string[] {
 /** How long the pipeline stays frozen after Ctrl-C: well past the 60 ms the tsx wrapper allowed. */
 const FROZEN_MS = 500;
 
-/** The process running the pipeline (`streamer/cli.ts local`) in a job: the one whose parent is not also one. */
+/** The process running the pipeline (`dev/start.ts`) in a job: the one whose parent is not also one. */
 function pipelineProcess(pgid: number): number {
   const out = execFileSync('ps', ['-eo', 'pid=,ppid=,pgid=,args='], { encoding: 'utf8' });
   const rows = out
     .split('\n')
     .map((l) => l.trim().match(/^(\d+)\s+(\d+)\s+(\d+)\s+(.*)$/))
-    .filter((m): m is RegExpMatchArray => m !== null && Number(m[3]) === pgid && /^(\S*\/)?node\s.*streamer\/cli\.ts local/.test(m[4] as string))
+    .filter((m): m is RegExpMatchArray => m !== null && Number(m[3]) === pgid && /^(\S*\/)?node\s.*dev\/start\.ts/.test(m[4] as string))
     .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]) }));
   const pids = new Set(rows.map((r) => r.pid));
   const leaves = rows.filter((r) => !rows.some((o) => o.ppid === r.pid && pids.has(o.pid)));

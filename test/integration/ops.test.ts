@@ -3,9 +3,11 @@ import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn } from '#core/position.ts';
-import { slotCommand, type OperatorIo } from '#streamer/ops.ts';
+import type { OperatorIo } from '#cli/operator.ts';
+import { slotCommand } from '#cli/slot.ts';
 import type { SourceStatus, StatusProblem } from '#shared/source-status.ts';
-import { databaseUrl, freePort, testDatabase, testPgUrl, withClient } from '#test/helpers/postgres.ts';
+import { freePort } from '#dev/postgres/server.ts';
+import { databaseUrl, testDatabase, testPgUrl, withClient } from '#test/helpers/postgres.ts';
 import { testFifoQueue } from '#test/helpers/sqs.ts';
 import { slotNameFor, startStreamer, streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';
 import { waitFor, waitForValue } from '#test/helpers/wait.ts';
@@ -22,7 +24,7 @@ interface Run {
 function pgrelay(...args: string[]): Promise<Run> {
   // Nothing from this process's environment may point the command elsewhere.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PGRELAY_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'streamer/cli.ts', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/pgrelay.ts', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

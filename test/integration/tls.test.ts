@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseStreamerConfig, type SslMode } from '#core/config.ts';
 import { ConnectionProvider } from '#shared/connection.ts';
-import { prepareEmbedded } from '#test/helpers/embedded-server.ts';
+import { prepareEmbedded } from '#dev/postgres/binaries.ts';
 import { createTestDatabase, startTestPostgres, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
 import { receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';
 import { changesOf, startStreamer, streamerConfig } from '#test/helpers/streamer.ts';

@@ -6,7 +6,7 @@ import { stringifyLossless } from '#core/values.ts';
 import { createTransform } from '#transform/handler.ts';
 import type { Transform } from '#transform/transform.ts';
 import { startFakeEventBridge, type FakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
-import { invokeFromQueue } from '#streamer/local/sqs-event-source.ts';
+import { invokeFromQueue } from '#dev/lambda-event-source.ts';
 import { createFifoQueue, drainQueue, sqsClient, testSqsEndpoint } from '#test/helpers/sqs.ts';
 
 let seq = 0;

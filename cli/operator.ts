@@ -1,0 +1,173 @@
+/**
+ * What the operator commands (status.ts, bootstrap.ts, slot.ts) share: where they write and
+ * how they ask, their coded error, connecting, and turning any failure into one sentence.
+ *
+ * Exit codes, for scripts: 0 all is well (or done); 1 what was named is missing or broken
+ * (slot missing or lost, table missing); 2 the command could not run, or refused.
+ * Anything that goes wrong is one sentence naming the server and the fix, never a stack trace.
+ */
+import { createInterface } from 'node:readline/promises';
+import pg from 'pg';
+import { ConfigError, PgRelayError } from '#core/errors.ts';
+import { explainConnectionFailure, type ConnectionProvider } from '#shared/connection.ts';
+
+/** Where a command writes and how it asks; tests pass their own. */
+export interface OperatorIo {
+  out(text: string): void;
+  err(text: string): void;
+  env: Record<string, string | undefined>;
+  /** Asks a question on the terminal; undefined when stdin is not a terminal. */
+  ask: ((question: string) => Promise<string>) | undefined;
+}
+
+export function processIo(): OperatorIo {
+  return {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+    env: process.env,
+    ask: process.stdin.isTTY
+      ? async (question) => {
+          // The prompt goes to stderr: stdout stays clean for --json.
+          const rl = createInterface({ input: process.stdin, output: process.stderr });
+          try {
+            return await rl.question(question);
+          } finally {
+            rl.close();
+          }
+        }
+      : undefined,
+  };
+}
+
+export type OperatorErrorCode =
+  | 'USAGE'
+  | 'UNREACHABLE'
+  | 'TIMEOUT'
+  | 'AUTH'
+  | 'NO_DATABASE'
+  | 'TLS'
+  | 'SECRET'
+  | 'SERVER'
+  | 'PRIVILEGE';
+
+/** A failure already phrased for the operator: one sentence with the fix. */
+export class OperatorError extends PgRelayError {
+  declare readonly code: OperatorErrorCode;
+  constructor(code: OperatorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** What a command's body gets from `runCommand`. */
+export interface CommandContext {
+  /** host:port/db once known. */
+  where: string | undefined;
+  /** Connects, runs `fn`, always disconnects. Connection failures become OperatorErrors. */
+  withDatabase<T>(connections: ConnectionProvider, fn: (client: pg.Client) => Promise<T>): Promise<T>;
+  /** Reports a refusal or a missing thing as one sentence (and as JSON with --json); returns `exitCode`. */
+  fail(exitCode: number, message: string, code?: string): number;
+}
+
+/** Runs a command's body: --help, connecting, and every failure as one sentence (and JSON with --json). */
+export async function runCommand(name: string, usage: string, argv: string[], io: OperatorIo, body: (ctx: CommandContext) => Promise<number>): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(`${usage}\n`);
+    return 0;
+  }
+  // Known before parsing, so even a parse failure answers in the form asked for.
+  const json = argv.includes('--json');
+  const session: CommandContext = {
+    where: undefined,
+    async withDatabase(connections, fn) {
+      session.where = describeTarget(connections);
+      const client = await connect(connections, session.where);
+      try {
+        return await fn(client);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+    fail(exitCode, message, code = exitCode === 1 ? 'NOT_FOUND' : 'REFUSED') {
+      io.err(`pgrelay ${name}: ${message}\n`);
+      if (json) io.out(`${JSON.stringify({ error: { code, message } })}\n`);
+      return exitCode;
+    },
+  };
+  try {
+    return await body(session);
+  } catch (err) {
+    const { code, message } = explainFailure(err, session.where, name);
+    return session.fail(2, message, code);
+  }
+}
+
+function describeTarget(connections: ConnectionProvider): string {
+  try {
+    return connections.describe();
+  } catch {
+    return 'the database';
+  }
+}
+
+async function connect(connections: ConnectionProvider, where: string): Promise<pg.Client> {
+  let config: pg.ClientConfig;
+  try {
+    config = await connections.clientConfig({ applicationName: 'pgrelay-ops' });
+  } catch (err) {
+    if (err instanceof PgRelayError) throw err;
+    const e = err as { name?: string; message?: string };
+    throw new OperatorError(
+      'SECRET',
+      `cannot read the database secret (${e.name ?? 'error'}: ${firstLine(e.message)}): check --secret-arn, the region (--region) and that these AWS credentials may call secretsmanager:GetSecretValue`,
+      { cause: err },
+    );
+  }
+  const client = new pg.Client(config);
+  // An idle client whose server goes away emits 'error'; the next query reports it instead.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return client;
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw explainConnectFailure(err, where, config.user ?? 'the user');
+  }
+}
+
+/** One sentence for a connection that did not happen: what, to which server, and the fix. */
+export function explainConnectFailure(err: unknown, where: string, user: string): OperatorError {
+  const hostPort = where.split('/')[0] ?? where;
+  const sep = hostPort.lastIndexOf(':');
+  const failure = explainConnectionFailure(err, {
+    host: sep > 0 ? hostPort.slice(0, sep) : hostPort,
+    port: sep > 0 ? Number(hostPort.slice(sep + 1)) : 5432,
+    database: where.slice(hostPort.length + 1),
+    user,
+  });
+  return new OperatorError(failure.code, failure.message, { cause: err });
+}
+
+/** Any failure of a command as { code, sentence }: never a stack trace. */
+export function explainFailure(err: unknown, where: string | undefined, command: string): { code: string; message: string } {
+  const help = `run pgrelay ${command} --help for the options`;
+  if (err instanceof ConfigError) return { code: err.code, message: `${err.problems.join('; ')}; ${help}` };
+  if (err instanceof PgRelayError) return { code: err.code, message: err.message };
+  const e = err as { code?: string; message?: string };
+  const message = firstLine(e?.message ?? String(err));
+  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS_')) {
+    // node:util's text goes on about positionals after '--'; its first sentence is the point.
+    return { code: 'USAGE', message: `${message.split(/\. /)[0]}; ${help}` };
+  }
+  if (e?.code === 'ERR_INVALID_URL') return { code: 'USAGE', message: '--database-url is not a valid URL: write postgres://user:password@host:5432/database' };
+  const at = where ?? 'the database';
+  if (e?.code === '42501') return { code: 'PRIVILEGE', message: `PostgreSQL at ${at} refused: ${message}; grant the privilege named, or run this as the slot's owner or a superuser (on RDS: rds_replication)` };
+  // A SQLSTATE: the server answered, just not as hoped.
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return { code: 'SERVER', message: `PostgreSQL at ${at} answered: ${message} (SQLSTATE ${e.code})` };
+  if (/terminated|ECONNRESET/i.test(`${e?.code ?? ''} ${message}`)) return { code: 'UNREACHABLE', message: `the connection to ${at} was lost (${message}): check that the server is up and try again` };
+  return { code: 'SERVER', message: `${message}${e?.code ? ` (${e.code})` : ''}` };
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? '').split('\n')[0] ?? '';
+}
+

@@ -1,0 +1,75 @@
+/** `pgrelay status`: slot, lag, retained WAL, publication, bootstrap progress, last acknowledged position. */
+import { OPERATOR_USAGE, parseOperatorArgs } from './args.ts';
+import { OperatorError, processIo, runCommand, type OperatorIo } from './operator.ts';
+import { formatBytes } from '#core/bytes.ts';
+import { readStatus, statusProblems, type SourceStatus, type StatusProblem } from '#shared/source-status.ts';
+
+const STATUS_USAGE = `usage: pgrelay status [--slot NAME] [--publication NAME] [--tables a,b] [--json]\n${OPERATOR_USAGE}`;
+
+export async function statusCommand(argv: string[], io: OperatorIo = processIo()): Promise<number> {
+  return runCommand('status', STATUS_USAGE, argv, io, async (ctx) => {
+    const target = parseOperatorArgs(argv, io.env);
+    if (target.positionals.length > 0) throw new OperatorError('USAGE', `status takes no arguments, got "${target.positionals.join(' ')}"; run pgrelay status --help`);
+    const status = await ctx.withDatabase(target.connections, (client) => readStatus(client, target));
+    const problems = statusProblems(status);
+    if (target.json) io.out(`${JSON.stringify({ target: ctx.where, ...status, problems }, null, 2)}\n`);
+    else io.out(formatStatus(ctx.where ?? '', status, problems));
+    // Only what stops streaming fails the check; warnings are for the reader.
+    return status.slot.state === 'ok' ? 0 : 1;
+  });
+}
+
+const LABEL = 14;
+
+function line(label: string, value: string): string {
+  return `${label.padEnd(LABEL)}${value}\n`;
+}
+
+export function formatStatus(where: string, s: SourceStatus, problems: StatusProblem[]): string {
+  let out = `pgrelay status of ${where} (PostgreSQL ${s.serverVersion}${s.inRecovery ? ', standby' : ''})\n`;
+  const slot = s.slot;
+  if (slot.state === 'missing') {
+    out += line('slot', `${slot.name}: MISSING`);
+  } else {
+    const activity = slot.active ? `active (pid ${slot.activePid ?? '?'})` : 'inactive (no streamer connected)';
+    const state = slot.state === 'ok' ? '' : `${slot.state.toUpperCase()}, `;
+    out += line('slot', `${slot.name}: ${state}${activity}${slot.walStatus !== null ? `, wal_status ${slot.walStatus}` : ''}`);
+    out += line('acknowledged', slot.confirmedFlushLsn ?? 'none');
+    if (slot.lagBytes !== null) out += line('lag', `${formatBytes(slot.lagBytes)} (WAL written since the acknowledged position; now at ${s.currentWalLsn ?? '?'})`);
+    if (slot.retainedWalBytes !== null) {
+      const safe =
+        slot.safeWalSizeBytes !== null
+          ? `${formatBytes(slot.safeWalSizeBytes)} more before the slot is at risk`
+          : slot.walStatus !== null
+            ? 'no cap: max_slot_wal_keep_size is -1'
+            : 'no cap known before PostgreSQL 13';
+      out += line('retained WAL', `${formatBytes(slot.retainedWalBytes)} (${safe})`);
+    }
+  }
+  const w = s.watch;
+  if (w !== null) {
+    if (w.confirmedSeenAt !== null && s.lastAckAgeSeconds !== null) {
+      out += line('monitor', `acknowledged position unchanged for ${s.lastAckAgeSeconds} s (since ${w.confirmedSeenAt.toISOString()}, as the monitor saw it)`);
+    } else if (w.confirmedSeenAt !== null) {
+      out += line('monitor', `acknowledged position moved since the monitor's last look (${w.confirmedSeenAt.toISOString()})`);
+    }
+    if (w.lastStopAt !== null) out += line('last restart', `${w.lastStopAt.toISOString()}: ${w.lastStopReason ?? ''}`);
+    if (w.recreatedAt !== null) out += line('gap', `slot recreated ${w.recreatedAt.toISOString()}: changes after ${w.gapAfterLsn ?? '?'} and before ${w.gapUntilLsn ?? '?'} were lost; tables requested for a re-read`);
+  }
+  const pub = s.publication;
+  out += line(
+    'publication',
+    !pub.exists ? `${pub.name}: MISSING` : `${pub.name}: ${pub.allTables ? 'all tables' : `${pub.tables.length} table${pub.tables.length === 1 ? '' : 's'}`}${pub.missingTables.length > 0 ? `, lacks ${pub.missingTables.join(', ')}` : ''}`,
+  );
+  const width = Math.max(0, ...s.tables.map((t) => t.table.length));
+  for (const t of s.tables) {
+    const membership = !t.exists ? 'does not exist ' : t.inPublication ? 'published      ' : 'NOT published  ';
+    out += line('table', `${t.table.padEnd(width)}  ${membership}bootstrap ${t.bootstrap.detail}`);
+  }
+  if (problems.length > 0) {
+    out += 'problems\n';
+    for (const p of problems) out += `  ${p.severity}: ${p.message}\n`;
+  }
+  return out;
+}
+
