@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { ClientConfig } from 'pg';
+import pg, { type ClientConfig } from 'pg';
 import type { StreamerConfig, SslMode } from '#core/config.ts';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
 
@@ -78,9 +78,50 @@ export class ConnectionProvider {
     } as ClientConfig;
   }
 
+  /**
+   * A connected client: the one way pgrelay opens an ordinary connection (streamer set-up,
+   * operator commands, doctor, monitor, npm start). A rejected password is tried once more with
+   * the secret read again (rotation); an error on the idle client never crashes the process (the
+   * next query reports it). Failures are a ConnectError: one sentence naming the server and the
+   * fix, with a stable code (`SECRET`, `UNREACHABLE`, `TIMEOUT`, `AUTH`, `NO_DATABASE`, `TLS`, `SERVER`).
+   */
+  async connect(opts: { applicationName: string; replication?: boolean; statementTimeoutMs?: number }): Promise<pg.Client> {
+    for (let attempt = 1; ; attempt++) {
+      let config: ClientConfig;
+      try {
+        config = await this.clientConfig(opts);
+      } catch (err) {
+        throw new ConnectError('SECRET', secretFailure(err, this.describeSafely()), { cause: err });
+      }
+      const timeouts = opts.statementTimeoutMs !== undefined ? { statement_timeout: opts.statementTimeoutMs, query_timeout: opts.statementTimeoutMs + 1_000 } : {};
+      const client = new pg.Client({ ...config, ...timeouts });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        return client;
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        if (attempt === 1 && isAuthFailure(err) && this.db.secretArn) {
+          this.invalidate();
+          continue;
+        }
+        const failure = explainConnectionFailure(err, { host: String(config.host ?? 'localhost'), port: config.port ?? 5432, database: String(config.database ?? ''), ...(config.user ? { user: config.user } : {}) });
+        throw new ConnectError(failure.code, failure.message, { cause: err });
+      }
+    }
+  }
+
   /** Forget cached credentials: the next connection re-reads the secret. */
   invalidate(): void {
     if (this.db.secretArn) this.cached = undefined;
+  }
+
+  private describeSafely(): string {
+    try {
+      return this.describe();
+    } catch {
+      return 'the database';
+    }
   }
 
   /** What to print about the target, without secrets. */
@@ -161,6 +202,20 @@ export function sslOptions(mode: SslMode, caBundle: string | undefined): ClientC
 }
 
 export type ConnectionFailureCode = 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_DATABASE' | 'SERVER' | 'TLS';
+
+/** A connection that could not be opened (ConnectionProvider.connect), phrased for people. */
+export class ConnectError extends PgRelayError {
+  declare readonly code: ConnectionFailureCode | 'SECRET';
+  constructor(code: ConnectionFailureCode | 'SECRET', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+function secretFailure(err: unknown, where: string): string {
+  if (err instanceof PgRelayError) return err.message;
+  const e = err as { name?: string; message?: string };
+  return `cannot read the credentials for ${where} from Secrets Manager (${e.name ?? 'Error'}: ${firstLine(e.message)}): check the secret ARN, the region, and that these AWS credentials may call secretsmanager:GetSecretValue on it`;
+}
 
 function firstLine(text: string | undefined): string {
   return (text ?? '').split('\n')[0] ?? '';
