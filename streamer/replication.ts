@@ -1,8 +1,9 @@
 /**
  * The replication connection: a `pg` client in walsender mode (`replication: 'database'`),
  * START_REPLICATION with pgoutput, and the CopyBoth stream read directly from pg's
- * connection. We decode the pgoutput bytes ourselves (values.ts), send standby status updates
- * ourselves with exactly the LSN the checkpoint calls safe, and never acknowledge on a timer.
+ * connection. We decode the pgoutput bytes ourselves (pgoutput.ts, decoder.ts), send standby
+ * status updates ourselves with exactly the LSN the checkpoint calls safe, and never
+ * acknowledge on a timer.
  *
  * Reads coalesce: after a socket read under COALESCE_BELOW bytes the socket pauses for
  * COALESCE_PAUSE_MS, so the walsender fills its buffer instead of waking us for every change

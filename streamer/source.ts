@@ -10,7 +10,7 @@ import type { StreamerConfig } from '#core/config.ts';
 import { SourceError, type SourceErrorCode } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, tableKey } from '#core/identifiers.ts';
 import { formatLsn, parseLsn } from '#core/position.ts';
-import { TYPE_CATALOG_SQL, typeFromCatalogRow, type PgType } from '#core/values.ts';
+import { TYPE_CATALOG_SQL, typeFromCatalogRow, type PgType } from '#core/values/catalog.ts';
 import type { TableInfo } from './decoder.ts';
 import type { Logger } from './log.ts';
 

@@ -8,7 +8,7 @@ import { z } from 'zod';
 export const jsonValue = z.json();
 export type JsonValue = z.infer<typeof jsonValue>;
 
-/** Column name → lossless JSON value (see values.ts and the README's type table). */
+/** Column name → lossless JSON value (see values/registry.ts and the README's type table). */
 export const row = z.record(z.string(), jsonValue);
 export type Row = z.infer<typeof row>;
 

@@ -5,7 +5,7 @@
  */
 import type { JsonValue } from './change-event.ts';
 import { tableKey, type TableName } from './identifiers.ts';
-import { stringifyLossless } from './values.ts';
+import { stringifyLossless } from './values/lossless-json.ts';
 
 /** `schema.table` → label, for every configured table. */
 export function labelsFor(tables: TableName[]): Map<string, string> {

@@ -14,11 +14,10 @@ import { changeBatchRef, changeOp, labelOf, type ChangeBatch, type GraphNodeEven
 import { payloadKey, type PayloadStore } from '#core/payload-store.ts';
 import type { TransformConfig } from '#core/config.ts';
 import { DecodeError, describeError } from '#core/errors.ts';
-import { parseLossless } from '#core/lossless-json.ts';
 import { labelsFor } from '#core/node-id.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 import { toGraphEvent } from '#core/row-to-node.ts';
-import { stringifyLossless } from '#core/values.ts';
+import { parseLossless, stringifyLossless } from '#core/values/lossless-json.ts';
 import { byMessageGroup, type SqsBatchResponse, type SqsRecord } from '#shared/lambda-types.ts';
 import { packNodesMessages, sendNodesMessages, type NodeEventOut } from './nodes-queue-output.ts';
 

@@ -14,7 +14,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ChangeEvent } from '#core/change-event.ts';
-import { stringifyLossless } from '#core/values.ts';
+import { stringifyLossless } from '#core/values/lossless-json.ts';
 import { invokeFromQueue } from '#dev/lambda-event-source.ts';
 import type { SqsBatchResponse, SqsEvent } from '#shared/lambda-types.ts';
 import { emfProblems } from '#test/helpers/emf.ts';

@@ -2,7 +2,7 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeEvent, NodeEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
-import { stringifyLossless } from '#core/values.ts';
+import { stringifyLossless } from '#core/values/lossless-json.ts';
 import { createTransform } from '#transform/handler.ts';
 import type { Transform } from '#transform/transform.ts';
 import { startFakeEventBridge, type FakeEventBridge } from '#test/helpers/fake-eventbridge.ts';

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { changeEvent, type MessageChangeEvent, type RowChangeEvent } from '#core/change-event.ts';
 import { messagePartition, partitionOf } from '#core/partition.ts';
-import { PG_OID, TypeRegistry } from '#core/values.ts';
+import { PG_OID } from '#core/values/catalog.ts';
+import { TypeRegistry } from '#core/values/registry.ts';
 import { Decoder, type ChangeSink } from '#streamer/decoder.ts';
 import { parsePgOutput } from '#streamer/pgoutput.ts';
 import { pgo } from '#test/helpers/pgoutput-builder.ts';

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseLossless } from '#core/lossless-json.ts';
-import { RawJson, stringifyLossless } from '#core/values.ts';
+import { RawJson, parseLossless, stringifyLossless } from '#core/values/lossless-json.ts';
 
 describe('parseLossless', () => {
   it('round-trips a change batch byte for byte, json column values and big numbers included', () => {

@@ -1,15 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DecodeError } from '#core/errors.ts';
-import {
-  PG_OID,
-  RawJson,
-  TYPE_CATALOG_SQL,
-  TypeRegistry,
-  isJsonNullText,
-  stringifyLossless,
-  typeFromCatalogRow,
-  type PgType,
-} from '#core/values.ts';
+import { PG_OID, TYPE_CATALOG_SQL, typeFromCatalogRow, type PgType } from '#core/values/catalog.ts';
+import { RawJson, isJsonNullText, stringifyLossless } from '#core/values/lossless-json.ts';
+import { TypeRegistry } from '#core/values/registry.ts';
 
 // Catalog rows as TYPE_CATALOG_SQL returns them from PostgreSQL 15 (user OIDs from a scratch
 // database with the types created in the comments).
