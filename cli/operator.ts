@@ -1,15 +1,16 @@
 /**
  * What the operator commands (status.ts, bootstrap.ts, slot.ts) share: where they write and
- * how they ask, their coded error, connecting, and turning any failure into one sentence.
+ * how they ask, their coded error, a connection for the command's body (the shared
+ * ConnectionProvider.connect), and turning any failure into one sentence.
  *
  * Exit codes, for scripts: 0 all is well (or done); 1 what was named is missing or broken
  * (slot missing or lost, table missing); 2 the command could not run, or refused.
  * Anything that goes wrong is one sentence naming the server and the fix, never a stack trace.
  */
 import { createInterface } from 'node:readline/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
-import { explainConnectionFailure, type ConnectionProvider } from '#shared/connection.ts';
+import type { ConnectError, ConnectionProvider } from '#shared/connection.ts';
 
 /** Where a command writes and how it asks; tests pass their own. */
 export interface OperatorIo {
@@ -39,16 +40,8 @@ export function processIo(): OperatorIo {
   };
 }
 
-export type OperatorErrorCode =
-  | 'USAGE'
-  | 'UNREACHABLE'
-  | 'TIMEOUT'
-  | 'AUTH'
-  | 'NO_DATABASE'
-  | 'TLS'
-  | 'SECRET'
-  | 'SERVER'
-  | 'PRIVILEGE';
+/** Its own codes, and those of a connection that could not be opened (ConnectError, reported as it is). */
+export type OperatorErrorCode = 'USAGE' | 'PRIVILEGE' | ConnectError['code'];
 
 /** A failure already phrased for the operator: one sentence with the fix. */
 export class OperatorError extends PgRelayError {
@@ -62,7 +55,7 @@ export class OperatorError extends PgRelayError {
 export interface CommandContext {
   /** host:port/db once known. */
   where: string | undefined;
-  /** Connects, runs `fn`, always disconnects. Connection failures become OperatorErrors. */
+  /** Connects (ConnectionProvider.connect), runs `fn`, always disconnects. */
   withDatabase<T>(connections: ConnectionProvider, fn: (client: pg.Client) => Promise<T>): Promise<T>;
   /** Reports a refusal or a missing thing as one sentence (and as JSON with --json); returns `exitCode`. */
   fail(exitCode: number, message: string, code?: string): number;
@@ -80,7 +73,8 @@ export async function runCommand(name: string, usage: string, argv: string[], io
     where: undefined,
     async withDatabase(connections, fn) {
       session.where = describeTarget(connections);
-      const client = await connect(connections, session.where);
+      // A failure is a ConnectError (one sentence, a code such as UNREACHABLE or AUTH): explainFailure reports it as it is.
+      const client = await connections.connect({ applicationName: 'pgrelay-ops' });
       try {
         return await fn(client);
       } finally {
@@ -107,44 +101,6 @@ function describeTarget(connections: ConnectionProvider): string {
   } catch {
     return 'the database';
   }
-}
-
-async function connect(connections: ConnectionProvider, where: string): Promise<pg.Client> {
-  let config: pg.ClientConfig;
-  try {
-    config = await connections.clientConfig({ applicationName: 'pgrelay-ops' });
-  } catch (err) {
-    if (err instanceof PgRelayError) throw err;
-    const e = err as { name?: string; message?: string };
-    throw new OperatorError(
-      'SECRET',
-      `cannot read the database secret (${e.name ?? 'error'}: ${firstLine(e.message)}): check --secret-arn, the region (--region) and that these AWS credentials may call secretsmanager:GetSecretValue`,
-      { cause: err },
-    );
-  }
-  const client = new pg.Client(config);
-  // An idle client whose server goes away emits 'error'; the next query reports it instead.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return client;
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw explainConnectFailure(err, where, config.user ?? 'the user');
-  }
-}
-
-/** One sentence for a connection that did not happen: what, to which server, and the fix. */
-export function explainConnectFailure(err: unknown, where: string, user: string): OperatorError {
-  const hostPort = where.split('/')[0] ?? where;
-  const sep = hostPort.lastIndexOf(':');
-  const failure = explainConnectionFailure(err, {
-    host: sep > 0 ? hostPort.slice(0, sep) : hostPort,
-    port: sep > 0 ? Number(hostPort.slice(sep + 1)) : 5432,
-    database: where.slice(hostPort.length + 1),
-    user,
-  });
-  return new OperatorError(failure.code, failure.message, { cause: err });
 }
 
 /** Any failure of a command as { code, sentence }: never a stack trace. */

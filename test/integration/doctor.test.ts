@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { DoctorReport, Finding } from '#cli/doctor/checks.ts';
+import type { DoctorReport, Finding } from '#cli/doctor/report.ts';
 import { runDoctor } from '#cli/doctor.ts';
 import { freePort } from '#dev/postgres/server.ts';
 import { createTestDatabase, startTestPostgres, testDatabase, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
@@ -293,7 +293,7 @@ describe('doctor on the suite server', () => {
     const report = JSON.parse(json.stdout) as DoctorReport;
     expect(report).toMatchObject({ ready: true, platform: 'self-hosted', user: role });
     expect(report.findings.filter((f) => f.severity !== 'ok' && f.severity !== 'warn')).toEqual([]);
-    expect(finding(report, `slot:${slot}`)).toMatchObject({ severity: 'ok', title: expect.stringMatching(new RegExp(`^slot ${slot}: inactive, [\\d.]+ (bytes|kB|MB|GB) behind`)) });
+    expect(finding(report, `slot:${slot}`)).toMatchObject({ severity: 'ok', title: expect.stringMatching(new RegExp(`^slot ${slot}: inactive, [\\d.]+ (bytes|KiB|MiB|GiB) behind`)) });
 
     const human = await doctorCli(args);
     expect(human.code).toBe(0);

@@ -1,25 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import {
-  capacityFindings,
-  detectPlatform,
-  exitCodeOf,
-  formatReport,
-  publicationFindings,
-  replicationRoleFinding,
-  slotFindings,
-  sslFinding,
-  stateSchemaFinding,
-  tableFindings,
-  versionFindings,
-  walKeepFinding,
-  walLevelFinding,
-  type Finding,
-  type PublicationFacts,
-  type ServerFacts,
-  type SlotFacts,
-  type TableFacts,
-} from '#cli/doctor/checks.ts';
-import { explainDoctorConnectionError } from '#cli/doctor.ts';
+import { explainConnectionFailure } from '#shared/connection.ts';
+import { detectPlatform } from '#cli/doctor/platform.ts';
+import { publicationFindings, type PublicationFacts } from '#cli/doctor/publication.ts';
+import { exitCodeOf, formatReport, type Finding } from '#cli/doctor/report.ts';
+import { replicationRoleFinding } from '#cli/doctor/role-privileges.ts';
+import { capacityFindings, versionFindings, walKeepFinding, walLevelFinding, type ServerFacts } from '#cli/doctor/server-settings.ts';
+import { slotFindings, type SlotFacts } from '#cli/doctor/slots.ts';
+import { stateSchemaFinding } from '#cli/doctor/state-schema.ts';
+import { tableFindings, type TableFacts } from '#cli/doctor/tables.ts';
+import { sslFinding } from '#cli/doctor/tls.ts';
 
 const server: ServerFacts = {
   versionNum: 160004,
@@ -226,16 +215,18 @@ describe('doctor: report', () => {
 
 describe('doctor: connection failures', () => {
   const to = { host: 'db.example.com', port: 5432, database: 'app', user: 'app' };
+  // Doctor connects through ConnectionProvider.connect, whose ConnectError carries this sentence.
+  const explain = (err: unknown) => explainConnectionFailure(err, to).message;
 
   it('one sentence naming the server and the likely fix', () => {
-    expect(explainDoctorConnectionError(Object.assign(new Error('password authentication failed for user "app"'), { code: '28P01' }), to)).toBe(
+    expect(explain(Object.assign(new Error('password authentication failed for user "app"'), { code: '28P01' }))).toBe(
       "PostgreSQL at db.example.com:5432/app rejected the password of user app: check the credentials (or the secret's password after a rotation)",
     );
-    expect(explainDoctorConnectionError(Object.assign(new Error('self-signed certificate in certificate chain'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' }), to)).toMatch(/^the TLS certificate of db\.example\.com:5432 is not trusted .*--ca-bundle/);
-    expect(explainDoctorConnectionError(new Error('The server does not support SSL connections'), to)).toMatch(/^db\.example\.com:5432 does not accept TLS connections/);
-    expect(explainDoctorConnectionError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), to)).toMatch(/closed the connection without answering like PostgreSQL/);
+    expect(explain(Object.assign(new Error('self-signed certificate in certificate chain'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' }))).toMatch(/^the TLS certificate of db\.example\.com:5432 is not trusted .*--ca-bundle/);
+    expect(explain(new Error('The server does not support SSL connections'))).toMatch(/^db\.example\.com:5432 does not accept TLS connections/);
+    expect(explain(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).toMatch(/closed the connection without answering like PostgreSQL/);
     // A host name that looks like a URL scheme is still printed as host:port/db.
-    expect(explainDoctorConnectionError(Object.assign(new Error('getaddrinfo ENOTFOUND db.example.com'), { code: 'ENOTFOUND' }), to)).toContain('db.example.com:5432/app');
+    expect(explain(Object.assign(new Error('getaddrinfo ENOTFOUND db.example.com'), { code: 'ENOTFOUND' }))).toContain('db.example.com:5432/app');
   });
 });
 
