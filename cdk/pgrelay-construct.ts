@@ -1,45 +1,51 @@
 /**
- * PgRelay: everything pgrelay runs on AWS, as one construct.
+ * PgRelay: everything pgrelay runs on AWS, as one construct. This file is its public face
+ * (the props are checked in props.ts) and the order things are created in; what is created
+ * lives by kind:
  *
- * Per source (database): the changes FIFO queue + DLQ, the streamer (one Fargate task holding
- * the replication slot), the transform Lambda fed by the queue, the monitor Lambda on a
- * one-minute schedule, and its alarms. Shared: the ECS cluster, the EventBridge bus, the
- * nodes FIFO queue + DLQ, the payload bucket, the security group, the dashboard.
+ *   database-access.ts   the security group of the streamer and the monitor, the ingress rule into the database
+ *   payload-bucket.ts    the claim-check bucket and the grants on it
+ *   messaging.ts         per source the changes FIFO queue + DLQ; the nodes FIFO queue + DLQ; the EventBridge bus
+ *   streamer-service.ts  the ECS cluster; per source the Fargate service holding the slot
+ *   functions.ts         per source the transform Lambda (fed by the queue) and the monitor Lambda (every minute)
+ *   alarms.ts            per source its alarms; the nodes-DLQ alarm; the dashboard
+ *   consumers.ts         what addConsumer attaches
+ *   stack-outputs.ts     the CloudFormation outputs
  *
  * Configuration reaches the running code as one JSON document per process (PGRELAY_CONFIG,
- * PGRELAY_TRANSFORM_CONFIG, PGRELAY_MONITOR_CONFIG), built here from resource attributes, so
+ * PGRELAY_TRANSFORM_CONFIG, PGRELAY_MONITOR_CONFIG), built from resource attributes, so
  * names are never typed twice (an EventBridge bus name that is wrong is accepted by AWS and
  * the events silently vanish).
+ *
+ * Construct IDs are the CloudFormation logical IDs of a deployed relay: the builders create
+ * their resources directly in the relay's or the source's scope, under the IDs they always had.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type { Duration } from 'aws-cdk-lib';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
-import * as ecs from 'aws-cdk-lib/aws-ecs';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as targets from 'aws-cdk-lib/aws-events-targets';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as events from 'aws-cdk-lib/aws-events';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { MonitorConfigInput } from '#monitor/config.ts';
 import { graphEventType, type GraphEventType } from '#core/change-event.ts';
-import type { StreamerConfigInput, TransformConfigInput } from '#core/config.ts';
-import { CHANGES_DLQ_RETENTION, CHANGES_RETENTION, DEFAULTS, NODES_DLQ_RETENTION, NODES_RETENTION, payloadExpiry } from './defaults.ts';
-import { defaultStreamerMemory, slotIdentity, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
-import { acknowledge, bucketPrefixFinding, NAG_REASONS } from './nag.ts';
-import { prepareStreamerImage } from './streamer-image.ts';
+import { createDashboard, createSourceAlarms } from './alarms.ts';
+import { consumeNodesQueue, ruleForConsumer } from './consumers.ts';
+import { allowIntoDatabase, createSecurityGroup } from './database-access.ts';
+import { DEFAULTS } from './defaults.ts';
+import { createMonitorFunction, createTransformFunction } from './functions.ts';
+import { createChangesQueues, createEventBus, createNodesQueues } from './messaging.ts';
+import { createPayloadBucket, sourcePayloadPrefix } from './payload-bucket.ts';
+import { slotIdentity, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
+import { createStackOutputs } from './stack-outputs.ts';
+import { prepareStreamerImage, type StreamerImage } from './streamer-image.ts';
+import { createCluster, createStreamerService } from './streamer-service.ts';
 
 export * from './props.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** What one source deployed. */
 export interface PgRelaySource {
@@ -131,51 +137,20 @@ export class PgRelay extends Construct {
     const logRetention = retentionDays(props.logRetention);
     const outputs = props.outputs ?? {};
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
-      vpc: props.vpc,
-      description: 'pgrelay streamer tasks and monitor: outbound to the database and AWS APIs',
-      allowAllOutbound: true,
-    });
-
-    this.payloadBucket = new s3.Bucket(this, 'Payloads', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      enforceSSL: true,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      // An object must outlive every message that can still point at it: the changes queue, its
-      // DLQ (FIFO resets the age on redrive), then the nodes queue and its DLQ.
-      lifecycleRules: [{ expiration: payloadExpiry(), abortIncompleteMultipartUploadAfter: Duration.days(1) }],
-      removalPolicy: RemovalPolicy.RETAIN,
-      ...(props.accessLogsBucket !== undefined ? { serverAccessLogsBucket: props.accessLogsBucket, serverAccessLogsPrefix: 'pgrelay-payloads/' } : {}),
-    });
-
-    if (props.accessLogsBucket === undefined) acknowledge(this.payloadBucket, 'S1', NAG_REASONS.bucketAccessLogs);
-
-    this.cluster = new ecs.Cluster(this, 'Cluster', { vpc: props.vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
-
-    if (outputs.eventBridge === false) this.bus = undefined;
-    else if (typeof outputs.eventBridge === 'object') this.bus = outputs.eventBridge.bus;
-    else this.bus = new events.EventBus(this, 'Bus', { description: 'pgrelay graph node events' });
-
-    if (outputs.nodesQueue === false) {
-      this.nodesQueue = undefined;
-      this.nodesDeadLetterQueue = undefined;
-    } else if (typeof outputs.nodesQueue === 'object') {
-      this.nodesQueue = outputs.nodesQueue.queue;
-      this.nodesDeadLetterQueue = undefined;
-    } else {
-      this.nodesDeadLetterQueue = fifoQueue(this, 'NodesDlq', { retentionPeriod: NODES_DLQ_RETENTION });
-      this.nodesQueue = fifoQueue(this, 'Nodes', {
-        retentionPeriod: NODES_RETENTION,
-        deadLetterQueue: { queue: this.nodesDeadLetterQueue, maxReceiveCount: DEFAULTS.maxReceiveCount },
-      });
-    }
+    // The order of creation is the order of the template; keep it.
+    this.securityGroup = createSecurityGroup(this, props.vpc);
+    this.payloadBucket = createPayloadBucket(this, props.accessLogsBucket);
+    this.cluster = createCluster(this, props.vpc);
+    this.bus = createEventBus(this, outputs.eventBridge);
+    const nodes = createNodesQueues(this, outputs.nodesQueue);
+    this.nodesQueue = nodes.queue;
+    this.nodesDeadLetterQueue = nodes.deadLetterQueue;
 
     const image = prepareStreamerImage();
     this.sources = resolved.map((source) => this.addSource(source, { vpcSubnets, logRetention, image }));
 
-    this.dashboard = this.buildDashboard();
-    this.addOutputs();
+    this.dashboard = createDashboard(this, this.sources);
+    createStackOutputs(this, this);
   }
 
   private slotsSharedWithOtherRelays(): string[] {
@@ -220,386 +195,69 @@ export class PgRelay extends Construct {
     if (problems.length > 0) throw new Error(`PgRelay.addConsumer(${fn.node.path}):\n  - ${problems.join('\n  - ')}`);
 
     if (via === 'nodesQueue') {
-      const source = new SqsEventSource(this.nodesQueue as sqs.IQueue, { batchSize: options.batchSize ?? 10, reportBatchItemFailures: true });
-      fn.addEventSource(source);
+      const source = consumeNodesQueue(fn, this.nodesQueue as sqs.IQueue, this.payloadBucket, options.batchSize ?? 10);
       this.nodesQueueConsumer = fn.node.path;
-      this.grantPayloadRead(fn);
       return source;
     }
-    const byLabel = options.labels !== undefined ? { node: { label: options.labels } } : undefined;
-    const byPrefix = options.messagePrefixes !== undefined ? { message: { prefix: options.messagePrefixes } } : undefined;
-    const detail = byLabel !== undefined && byPrefix !== undefined ? { $or: [byLabel, byPrefix] } : (byLabel ?? byPrefix);
-    const rule = new events.Rule(this, `Consumer${this.node.children.filter((c) => c.node.id.startsWith('Consumer')).length}`, {
-      eventBus: this.bus as events.IEventBus,
-      description: `pgrelay events for ${fn.node.path}`,
-      eventPattern: {
-        source: sourceIds.map((id) => `pgrelay.${id}`),
-        ...(options.types !== undefined ? { detailType: options.types } : {}),
-        ...(detail !== undefined ? { detail } : {}),
-      },
-      targets: [new targets.LambdaFunction(fn, { retryAttempts: 185, maxEventAge: Duration.hours(24), ...(options.deadLetterQueue !== undefined ? { deadLetterQueue: options.deadLetterQueue } : {}) })],
-    });
-    this.grantPayloadRead(fn);
-    return rule;
+    return ruleForConsumer(this, fn, this.bus as events.IEventBus, this.payloadBucket, { ...options, sourceIds });
   }
 
-  /**
-   * Without s3:ListBucket, S3 answers a missing (expired) object with 403 instead of 404, and a
-   * reader could not tell "gone" from "not allowed"; listing is limited to the prefix.
-   */
-  private grantPrefixListing(grantee: iam.IGrantable, prefix: string): void {
-    grantee.grantPrincipal.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.payloadBucket.bucketArn], conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } } }),
-    );
-  }
-
-  /** Events too large for their channel arrive as references into the payload bucket; nodeHandler fetches them. */
-  private grantPayloadRead(fn: lambda.IFunction): void {
-    fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.payloadBucket.arnForObjects(`${DEFAULTS.payloadPrefix}*`)] }));
-    this.grantPrefixListing(fn, DEFAULTS.payloadPrefix);
-    if (fn.role !== undefined) acknowledge(fn.role, bucketPrefixFinding(this.payloadBucket, DEFAULTS.payloadPrefix), NAG_REASONS.payloadPrefix);
-  }
-
-  private addSource(source: ResolvedSource, opts: { vpcSubnets: ec2.SubnetSelection; logRetention: logs.RetentionDays; image: ReturnType<typeof prepareStreamerImage> }): PgRelaySource {
+  /** One source: its queues, streamer, transform, monitor and alarms, in `Source-<sourceId>`. */
+  private addSource(source: ResolvedSource, opts: { vpcSubnets: ec2.SubnetSelection; logRetention: logs.RetentionDays; image: StreamerImage }): PgRelaySource {
     const scope = new Construct(this, `Source-${source.sourceId}`);
-    const stack = Stack.of(this);
-    const streamerProps = this.props.streamer ?? {};
-    const partitions = streamerProps.partitions ?? DEFAULTS.partitions;
-    const payloadPrefix = `${DEFAULTS.payloadPrefix}${source.sourceId}/`;
-    const db = source.database;
-    if (db.securityGroup !== undefined) {
-      db.securityGroup.addIngressRule(this.securityGroup, ec2.Port.tcp(db.port), `pgrelay ${source.sourceId}: streamer and monitor to PostgreSQL`);
-    }
-    const database = {
-      host: db.host,
-      port: db.port,
-      name: db.name,
-      secretArn: db.secret.secretArn,
-      sslMode: db.sslMode,
-      ...(db.caBundle !== undefined ? { caBundle: db.caBundle } : {}),
-    };
+    const streamer = this.props.streamer ?? {};
+    const partitions = streamer.partitions ?? DEFAULTS.partitions;
+    const payloadPrefix = sourcePayloadPrefix(source.sourceId);
+    const { payloadBucket } = this;
+    allowIntoDatabase(source, this.securityGroup);
 
-    // --- the changes queue ---
-    const changesDeadLetterQueue = fifoQueue(scope, 'ChangesDlq', { retentionPeriod: CHANGES_DLQ_RETENTION });
-    const changesQueue = fifoQueue(scope, 'Changes', {
-      retentionPeriod: CHANGES_RETENTION,
-      // AWS's advice for a Lambda event source: at least six times the function's timeout.
-      visibilityTimeout: Duration.seconds(DEFAULTS.transformTimeout.toSeconds() * 6),
-      deadLetterQueue: { queue: changesDeadLetterQueue, maxReceiveCount: DEFAULTS.maxReceiveCount },
-    });
-
-    // --- the streamer: one task that holds the slot ---
-    const logGroup = new logs.LogGroup(scope, 'StreamerLogs', { retention: opts.logRetention, removalPolicy: RemovalPolicy.DESTROY });
-    const taskDefinition = new ecs.FargateTaskDefinition(scope, 'StreamerTask', {
-      cpu: streamerProps.cpu ?? DEFAULTS.streamerCpu,
-      memoryLimitMiB: streamerProps.memoryLimitMiB ?? defaultStreamerMemory(streamerProps.cpu ?? DEFAULTS.streamerCpu),
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
-    });
-    const streamerConfig: StreamerConfigInput = {
-      sourceId: source.sourceId,
-      database,
-      tables: source.tables,
-      tableKeys: source.tableKeys,
-      messages: source.messages,
-      slotName: source.slotName,
-      publicationName: source.publicationName,
-      queueUrl: changesQueue.queueUrl,
-      largePayloads: { bucket: this.payloadBucket.bucketName, prefix: payloadPrefix },
-      region: stack.region,
+    const { changesQueue, changesDeadLetterQueue } = createChangesQueues(scope);
+    const { service, taskDefinition } = createStreamerService(scope, {
+      source,
+      streamer,
       partitions,
-    };
-    taskDefinition.addContainer('streamer', {
-      image: ecs.ContainerImage.fromAsset(opts.image.directory, { platform: Platform.LINUX_ARM64 }),
-      command: ['run'],
-      environment: { ...opts.image.environment, PGRELAY_CONFIG: stack.toJsonString(streamerConfig) },
-      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'streamer' }),
-      healthCheck: {
-        command: opts.image.healthCheckCommand,
-        interval: Duration.seconds(30),
-        timeout: Duration.seconds(5),
-        retries: 3,
-        startPeriod: Duration.seconds(60),
-      },
-      // The streamer flushes and acknowledges on SIGTERM within its 25 s shutdownTimeoutMs.
-      stopTimeout: Duration.seconds(30),
-    });
-    acknowledge(taskDefinition, 'ECS2', NAG_REASONS.streamerEnvironment);
-    acknowledge(taskDefinition.obtainExecutionRole(), 'IAM5[Resource::*]', NAG_REASONS.executionRoleWildcard);
-    acknowledge(taskDefinition.taskRole, bucketPrefixFinding(this.payloadBucket, payloadPrefix), NAG_REASONS.payloadPrefix);
-    db.secret.grantRead(taskDefinition.taskRole);
-    changesQueue.grantSendMessages(taskDefinition.taskRole);
-    taskDefinition.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [this.payloadBucket.arnForObjects(`${payloadPrefix}*`)] }));
-
-    const service = new ecs.FargateService(scope, 'Streamer', {
+      image: opts.image,
       cluster: this.cluster,
-      taskDefinition,
-      desiredCount: 1,
-      // Exactly one slot holder. PostgreSQL lets one process stream a slot; a second task started
-      // before the first stops would only wait for the slot (and look unhealthy). With 0 % minimum
-      // healthy and 100 % maximum, ECS stops the old task (which flushes and acknowledges on
-      // SIGTERM) before it starts the new one; nothing is lost, the new task resumes at the
-      // acknowledged position.
-      minHealthyPercent: 0,
-      maxHealthyPercent: 100,
-      circuitBreaker: { enable: true, rollback: true },
-      assignPublicIp: false,
+      securityGroup: this.securityGroup,
       vpcSubnets: opts.vpcSubnets,
-      securityGroups: [this.securityGroup],
-      enableExecuteCommand: false,
+      logRetention: opts.logRetention,
+      changesQueue,
+      payloadBucket,
+      payloadPrefix,
     });
-
-    // --- the transform ---
-    const transformConfig: TransformConfigInput = {
-      sourceId: source.sourceId,
-      tables: source.tables,
-      outputs: {
-        ...(this.bus !== undefined ? { eventBridge: { busName: this.bus.eventBusName } } : {}),
-        ...(this.nodesQueue !== undefined ? { nodesQueue: { queueUrl: this.nodesQueue.queueUrl, partitions } } : {}),
-      },
-      largePayloads: { bucket: this.payloadBucket.bucketName, prefix: payloadPrefix },
-      region: stack.region,
-    };
-    const transformFunction = nodeFunction(scope, 'Transform', {
-      entry: 'functions/transform/handler.ts',
-      description: `pgrelay ${source.sourceId}: changes to graph node events`,
-      memorySize: 1024,
-      timeout: DEFAULTS.transformTimeout,
-      environment: { PGRELAY_TRANSFORM_CONFIG: stack.toJsonString(transformConfig) },
+    const transformFunction = createTransformFunction(scope, {
+      source,
+      changesQueue,
+      bus: this.bus,
+      nodesQueue: this.nodesQueue,
+      partitions,
+      payloadBucket,
+      payloadPrefix,
       logRetention: opts.logRetention,
     });
-    acknowledge(transformFunction.role as iam.IRole, bucketPrefixFinding(this.payloadBucket, payloadPrefix), NAG_REASONS.payloadPrefix);
-    transformFunction.addEventSource(new SqsEventSource(changesQueue, { batchSize: 10, reportBatchItemFailures: true }));
-    this.bus?.grantPutEventsTo(transformFunction);
-    this.nodesQueue?.grantSendMessages(transformFunction);
-    // Reads the streamer's large changes, writes events too large for their channel.
-    transformFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [this.payloadBucket.arnForObjects(`${payloadPrefix}*`)] }));
-    this.grantPrefixListing(transformFunction, payloadPrefix);
-
-    // --- the monitor ---
-    const monitorProps = this.props.monitor ?? {};
-    const monitorConfig: MonitorConfigInput = {
-      sourceId: source.sourceId,
-      database,
-      tables: source.tables,
-      slotName: source.slotName,
-      publicationName: source.publicationName,
-      heartbeat: monitorProps.heartbeat ?? true,
-      bootstrapNewTables: monitorProps.bootstrapNewTables ?? true,
-      recreateLostSlot: monitorProps.recreateLostSlot ?? false,
-      ecs: { cluster: this.cluster.clusterName, service: service.serviceName },
-      liveness: {
-        inactiveSeconds: monitorProps.liveness?.inactiveSeconds ?? 300,
-        stalledSeconds: monitorProps.liveness?.stalledSeconds ?? 600,
-        cooldownSeconds: monitorProps.liveness?.cooldownSeconds ?? 900,
-      },
-      region: stack.region,
-    };
-    const monitorFunction = nodeFunction(scope, 'Monitor', {
-      entry: 'functions/monitor/handler.ts',
-      description: `pgrelay ${source.sourceId}: slot guardian (lag, health, repairs)`,
-      memorySize: 256,
-      timeout: Duration.seconds(30),
-      environment: { PGRELAY_MONITOR_CONFIG: stack.toJsonString(monitorConfig) },
-      logRetention: opts.logRetention,
-      // A failed run is not retried: the next scheduled run starts from a fresh look, and a
-      // retry could act on what it saw a minute ago (e.g. recreate a slot twice).
-      retryAttempts: 0,
-      maxEventAge: Duration.minutes(1),
+    const monitorFunction = createMonitorFunction(scope, {
+      source,
+      monitor: this.props.monitor ?? {},
+      cluster: this.cluster,
+      service,
       vpc: this.props.vpc,
       vpcSubnets: opts.vpcSubnets,
-      securityGroups: [this.securityGroup],
+      securityGroup: this.securityGroup,
+      logRetention: opts.logRetention,
     });
-    acknowledge(monitorFunction.role as iam.IRole, 'IAM5[Resource::*]', NAG_REASONS.monitorWildcard);
-    db.secret.grantRead(monitorFunction);
-    monitorFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['ecs:DescribeServices'], resources: [service.serviceArn] }));
-    // ListTasks names no task and StopTask's task ARNs are unknown ahead: both are bound to
-    // this cluster by the ecs:cluster condition instead.
-    monitorFunction.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['ecs:ListTasks', 'ecs:StopTask'], resources: ['*'], conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } } }),
-    );
-    new events.Rule(scope, 'MonitorSchedule', {
-      description: `pgrelay ${source.sourceId}: run the slot guardian every minute`,
-      schedule: events.Schedule.rate(Duration.minutes(1)),
-      targets: [new targets.LambdaFunction(monitorFunction, { retryAttempts: 0, maxEventAge: Duration.minutes(1) })],
+    const alarms = createSourceAlarms(this, scope, {
+      source,
+      alarms: this.props.alarms ?? {},
+      changesDeadLetterQueue,
+      monitorFunction,
+      nodesDeadLetterQueue: this.nodesDeadLetterQueue,
     });
-
-    const alarms = this.sourceAlarms(scope, source, { changesDeadLetterQueue, monitorFunction });
+    this.alarms.push(...alarms);
     return { sourceId: source.sourceId, slotName: source.slotName, changesQueue, changesDeadLetterQueue, service, taskDefinition, transformFunction, monitorFunction, alarms };
   }
-
-  private sourceAlarms(scope: Construct, source: ResolvedSource, parts: { changesDeadLetterQueue: sqs.Queue; monitorFunction: lambda.IFunction }): cloudwatch.Alarm[] {
-    const a = this.props.alarms ?? {};
-    const dims = { Source: source.sourceId, Slot: source.slotName };
-    const metric = (metricName: string, statistic: string, period = Duration.minutes(1)) => new cloudwatch.Metric({ namespace: 'PgRelay', metricName, dimensionsMap: dims, statistic, period });
-    const name = (what: string) => `pgrelay ${source.sourceId}: ${what}`;
-    const GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD;
-    const GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD;
-    const lagBytes = a.slotLagBytes ?? DEFAULTS.alarmSlotLagBytes;
-    // [id, what it means, metric, threshold, comparison, periods]; missing data is healthy
-    // except for the streamer's own heartbeat of metrics, whose silence is the signal.
-    const specs: [string, string, cloudwatch.IMetric, number, cloudwatch.ComparisonOperator, number][] = [
-      ['SlotLagAlarm', `the slot holds more than ${lagBytes} bytes of unacknowledged WAL`, metric('SlotLagBytes', 'Maximum'), lagBytes, GT, 5],
-      ['SlotInactiveAlarm', 'no streamer has been connected to the slot for too long', metric('SlotInactiveSeconds', 'Maximum'), a.slotInactiveSeconds ?? DEFAULTS.alarmSlotInactiveSeconds, GTE, 1],
-      ['SlotStalledAlarm', 'the acknowledged position has not moved for too long', metric('SlotLastAckAgeSeconds', 'Maximum'), a.slotAckAgeSeconds ?? DEFAULTS.alarmSlotAckAgeSeconds, GTE, 1],
-      ['SlotLostAlarm', 'the replication slot was invalidated or dropped: changes were lost', metric('SlotLost', 'Maximum'), 1, GTE, 1],
-      ['ChangesDlqAlarm', 'changes the transform could not handle are in the dead-letter queue', parts.changesDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }), 1, GTE, 1],
-      ['MonitorFailingAlarm', 'the slot guardian has failed three runs in a row', parts.monitorFunction.metricErrors({ period: Duration.minutes(1), statistic: 'Sum' }), 1, GTE, 3],
-    ];
-    const alarms = specs.map(
-      ([id, what, m, threshold, comparisonOperator, evaluationPeriods]) =>
-        new cloudwatch.Alarm(scope, id, { alarmDescription: name(what), metric: m, threshold, comparisonOperator, evaluationPeriods, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING }),
-    );
-    alarms.push(
-      new cloudwatch.Alarm(scope, 'StreamerDownAlarm', {
-        alarmDescription: name('the streamer has printed no metrics for 5 minutes (not running, or stuck)'),
-        // The streamer prints its metrics every minute from its event loop; silence is the signal.
-        metric: metric('InFlightBytes', 'SampleCount', Duration.minutes(5)),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      }),
-    );
-    if (this.nodesDeadLetterQueue !== undefined && this.node.tryFindChild('NodesDlqAlarm') === undefined) {
-      alarms.push(
-        new cloudwatch.Alarm(this, 'NodesDlqAlarm', {
-          alarmDescription: 'pgrelay: node events a nodes-queue consumer could not handle are in the dead-letter queue',
-          metric: this.nodesDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
-          threshold: 1,
-          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-          evaluationPeriods: 1,
-          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        }),
-      );
-    }
-    if (a.topic !== undefined) {
-      const action = new cwActions.SnsAction(a.topic);
-      for (const alarm of alarms) {
-        alarm.addAlarmAction(action);
-        alarm.addOkAction(action);
-      }
-    }
-    this.alarms.push(...alarms);
-    return alarms;
-  }
-
-  private buildDashboard(): cloudwatch.Dashboard {
-    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard');
-    for (const s of this.sources) {
-      const dims = { Source: s.sourceId, Slot: s.slotName };
-      const m = (metricName: string, statistic = 'Maximum') => new cloudwatch.Metric({ namespace: 'PgRelay', metricName, dimensionsMap: dims, statistic, period: Duration.minutes(1) });
-      dashboard.addWidgets(
-        new cloudwatch.GraphWidget({ title: `${s.sourceId}: slot lag and retained WAL (bytes)`, left: [m('SlotLagBytes'), m('SlotRetainedWalBytes')], width: 8 }),
-        new cloudwatch.GraphWidget({ title: `${s.sourceId}: changes streamed / sent`, left: [m('ChangesStreamed', 'Sum'), m('MessagesSent', 'Sum')], width: 8 }),
-        new cloudwatch.GraphWidget({
-          title: `${s.sourceId}: acknowledgement age and inactivity (s)`,
-          left: [m('SlotLastAckAgeSeconds'), m('SlotInactiveSeconds')],
-          width: 8,
-        }),
-        new cloudwatch.GraphWidget({
-          title: `${s.sourceId}: queues`,
-          left: [s.changesQueue.metricApproximateNumberOfMessagesVisible(), s.changesDeadLetterQueue.metricApproximateNumberOfMessagesVisible()],
-          width: 12,
-        }),
-        new cloudwatch.GraphWidget({ title: `${s.sourceId}: transform`, left: [s.transformFunction.metricInvocations(), s.transformFunction.metricErrors()], right: [s.transformFunction.metricDuration()], width: 12 }),
-        new cloudwatch.AlarmStatusWidget({ title: `${s.sourceId}: alarms`, alarms: s.alarms, width: 24 }),
-      );
-    }
-    return dashboard;
-  }
-
-  private addOutputs(): void {
-    const out = (id: string, value: string, description: string) => new CfnOutput(this, id, { value, description });
-    if (this.bus !== undefined) {
-      out('BusName', this.bus.eventBusName, 'EventBridge bus of pgrelay graph node events');
-      out('BusArn', this.bus.eventBusArn, 'EventBridge bus ARN');
-    }
-    if (this.nodesQueue !== undefined) out('NodesQueueUrl', this.nodesQueue.queueUrl, 'FIFO queue of node events (ordered consumers)');
-    if (this.nodesDeadLetterQueue !== undefined) out('NodesDeadLetterQueueUrl', this.nodesDeadLetterQueue.queueUrl, 'dead-letter queue of the nodes queue');
-    for (const s of this.sources) {
-      const id = s.sourceId.replace(/[^A-Za-z0-9]/g, '');
-      out(`ChangesQueueUrl${id}`, s.changesQueue.queueUrl, `changes FIFO queue of source ${s.sourceId}`);
-      out(`ChangesDeadLetterQueueUrl${id}`, s.changesDeadLetterQueue.queueUrl, `dead-letter queue of source ${s.sourceId}`);
-    }
-    out('PayloadBucketName', this.payloadBucket.bucketName, 'claim-check bucket for large changes and events');
-  }
 }
 
-function fifoQueue(scope: Construct, id: string, props: Omit<sqs.QueueProps, 'fifo'>): sqs.Queue {
-  return new sqs.Queue(scope, id, {
-    fifo: true,
-    encryption: sqs.QueueEncryption.SQS_MANAGED,
-    enforceSSL: true,
-    // High-throughput FIFO: deduplication and throughput per message group.
-    deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,
-    fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
-    ...props,
-  });
-}
-
-function nodeFunction(
-  scope: Construct,
-  id: string,
-  opts: {
-    entry: string;
-    description: string;
-    memorySize: number;
-    timeout: Duration;
-    environment: Record<string, string>;
-    logRetention: logs.RetentionDays;
-    vpc?: ec2.IVpc;
-    vpcSubnets?: ec2.SubnetSelection;
-    securityGroups?: ec2.ISecurityGroup[];
-    retryAttempts?: number;
-    maxEventAge?: Duration;
-  },
-): nodejs.NodejsFunction {
-  const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: opts.logRetention, removalPolicy: RemovalPolicy.DESTROY });
-  // Our own role instead of the AWS managed execution policies: logs to this function's log
-  // group only, and (in a VPC) the network-interface actions Lambda needs to attach to it.
-  const role = new iam.Role(scope, `${id}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: opts.description });
-  logGroup.grantWrite(role);
-  if (opts.vpc !== undefined) {
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ['ec2:CreateNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets', 'ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
-        resources: ['*'],
-      }),
-    );
-  }
-  const fn = new nodejs.NodejsFunction(scope, id, {
-    role,
-    entry: path.join(ROOT, opts.entry),
-    handler: 'handler',
-    projectRoot: ROOT,
-    depsLockFilePath: path.join(ROOT, 'package-lock.json'),
-    runtime: lambda.Runtime.NODEJS_22_X,
-    architecture: lambda.Architecture.ARM_64,
-    description: opts.description,
-    memorySize: opts.memorySize,
-    timeout: opts.timeout,
-    environment: { ...opts.environment, NODE_OPTIONS: '--enable-source-maps' },
-    logGroup,
-    ...(opts.retryAttempts !== undefined ? { retryAttempts: opts.retryAttempts } : {}),
-    ...(opts.maxEventAge !== undefined ? { maxEventAge: opts.maxEventAge } : {}),
-    ...(opts.vpc !== undefined ? { vpc: opts.vpc, vpcSubnets: opts.vpcSubnets, securityGroups: opts.securityGroups } : {}),
-    bundling: {
-      // The local esbuild from devDependencies: no Docker at synth.
-      forceDockerBundling: false,
-      format: nodejs.OutputFormat.ESM,
-      target: 'node22',
-      mainFields: ['module', 'main'],
-      sourceMap: true,
-      minify: true,
-      // pg's optional native binding is never used.
-      externalModules: ['pg-native'],
-      banner: "import { createRequire as pgrelayCreateRequire } from 'node:module'; const require = pgrelayCreateRequire(import.meta.url);",
-    },
-  });
-  acknowledge(fn, 'L1', NAG_REASONS.lambdaRuntime);
-  return fn;
-}
-
+/** `logRetention` as the CloudWatch Logs retention that keeps logs at least that long (default one month). */
 function retentionDays(d: Duration | undefined): logs.RetentionDays {
   if (d === undefined) return logs.RetentionDays.ONE_MONTH;
   const days = d.toDays();
