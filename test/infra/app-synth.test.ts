@@ -101,7 +101,7 @@ describe('buildApp (in process)', () => {
     const images = Object.values(assets.dockerImages);
     expect(images).toHaveLength(1);
     expect(images[0]?.source.platform).toBe('linux/arm64');
-    expect(readdirSync(path.join(outdir, images[0]!.source.directory))).toEqual(expect.arrayContaining(['Dockerfile', 'task.mjs', 'health-check.mjs']));
+    expect(readdirSync(path.join(outdir, images[0]!.source.directory))).toEqual(expect.arrayContaining(['Dockerfile', 'pgrelay.mjs', 'health-check.mjs']));
   });
 
   it('looks nothing up in the account (no context lookups to resolve)', () => {
