@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   // Imported lazily so the bundler puts main.ts in its own chunk: its "am I the entry script"
   // check compares import.meta.url with argv[1], which inside a one-file bundle would be true.
   const captured: CapturedMessage[] | undefined = job.sink === 'capture' ? [] : undefined;
-  const sqs = job.sink === 'sqs' ? (await import('#streamer/process.ts')).sqsClientFor(config, {}) : discardClient(captured);
+  const sqs = job.sink === 'sqs' ? (await import('#streamer/aws-clients.ts')).sqsClientFor(config, {}) : discardClient(captured);
   // The SQS middleware reads this option on every call, so setting it after construction works.
   if (job.sqsMd5Off && job.sink === 'sqs') (sqs.config as { md5?: unknown }).md5 = false;
   let streamingAt = 0;

@@ -10,7 +10,7 @@
 import { createInterface } from 'node:readline/promises';
 import type pg from 'pg';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
-import type { ConnectError, ConnectionProvider } from '#shared/connection.ts';
+import { firstLine, type ConnectError, type ConnectionProvider } from '#shared/connection.ts';
 
 /** Where a command writes and how it asks; tests pass their own. */
 export interface OperatorIo {
@@ -72,7 +72,7 @@ export async function runCommand(name: string, usage: string, argv: string[], io
   const session: CommandContext = {
     where: undefined,
     async withDatabase(connections, fn) {
-      session.where = describeTarget(connections);
+      session.where = connections.describeSafely();
       // A failure is a ConnectError (one sentence, a code such as UNREACHABLE or AUTH): explainFailure reports it as it is.
       const client = await connections.connect({ applicationName: 'pgrelay-ops' });
       try {
@@ -95,13 +95,6 @@ export async function runCommand(name: string, usage: string, argv: string[], io
   }
 }
 
-function describeTarget(connections: ConnectionProvider): string {
-  try {
-    return connections.describe();
-  } catch {
-    return 'the database';
-  }
-}
 
 /** Any failure of a command as { code, sentence }: never a stack trace. */
 export function explainFailure(err: unknown, where: string | undefined, command: string): { code: string; message: string } {
@@ -121,9 +114,5 @@ export function explainFailure(err: unknown, where: string | undefined, command:
   if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return { code: 'SERVER', message: `PostgreSQL at ${at} answered: ${message} (SQLSTATE ${e.code})` };
   if (/terminated|ECONNRESET/i.test(`${e?.code ?? ''} ${message}`)) return { code: 'UNREACHABLE', message: `the connection to ${at} was lost (${message}): check that the server is up and try again` };
   return { code: 'SERVER', message: `${message}${e?.code ? ` (${e.code})` : ''}` };
-}
-
-function firstLine(text: string | undefined): string {
-  return (text ?? '').split('\n')[0] ?? '';
 }
 

@@ -9,17 +9,16 @@
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
-import pg from 'pg';
-import { parseStreamerConfig, parseTransformConfig } from '#core/config.ts';
+import { databaseSchema, parseStreamerConfig, parseTransformConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import { nodeHandler } from '#consumer/node-handler.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { parseMonitorConfig } from '#monitor/config.ts';
 import { runMonitor } from '#monitor/handler.ts';
 import { createTransform } from '#transform/handler.ts';
-import { ConnectionProvider, explainConnectionError } from '#shared/connection.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
-import { payloadStoreFor, sqsClientFor } from '#streamer/process.ts';
+import { payloadStoreFor, sqsClientFor } from '#streamer/aws-clients.ts';
 import { DEMO_SCHEMA, DEMO_TABLES, demoStep } from './demo.ts';
 import { SqsEventSource } from './lambda-event-source.ts';
 import { Screen } from './screen.ts';
@@ -73,21 +72,17 @@ async function start(argv: string[]): Promise<number> {
       const server = await startEmbeddedPostgres();
       stops.push(['PostgreSQL', () => server.stop()]);
       databaseUrl = server.url;
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      await client.query(DEMO_SCHEMA);
-      await client.end();
-    } else {
-      // Fail fast with one sentence rather than let the streamer retry an unreachable server.
-      const check = new pg.Client(await new ConnectionProvider(parseStreamerConfig({ database: { url: databaseUrl }, tables: ['x'], queueUrl: 'http://x/q.fifo' }).database).clientConfig());
-      check.on('error', () => {});
-      try {
-        await check.connect();
-      } catch (err) {
-        throw new ConfigError([explainConnectionError(err, databaseUrl)]);
-      } finally {
-        await check.end().catch(() => {});
-      }
+    }
+    const connections = new ConnectionProvider(databaseSchema.parse({ url: databaseUrl }));
+    const connect = (applicationName: string) => connections.connect({ applicationName });
+    // Fail fast with one sentence rather than let the streamer retry an unreachable server.
+    const setup = await connect('pgrelay-local').catch((err: unknown) => {
+      throw new ConfigError([(err as Error).message]);
+    });
+    try {
+      if (!opts.databaseUrl) await setup.query(DEMO_SCHEMA);
+    } finally {
+      await setup.end();
     }
     if (stopRequested) return 0;
 
@@ -131,9 +126,7 @@ async function start(argv: string[]): Promise<number> {
     if (opts.databaseUrl) {
       // A try-it run must not leave a slot behind on the user's database: it would retain WAL
       // forever. What this run creates, it removes on a clean stop.
-      const admin = new pg.Client(await new ConnectionProvider(streamerConfig.database).clientConfig());
-      admin.on('error', () => {});
-      await admin.connect();
+      const admin = await connect('pgrelay-local');
       const before = await admin.query<{ slot: boolean; publication: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1) AS slot, EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2) AS publication`,
         [streamerConfig.slotName, streamerConfig.publicationName],
@@ -143,9 +136,7 @@ async function start(argv: string[]): Promise<number> {
       stops.push([
         'temporary slot and publication',
         async () => {
-          const c = new pg.Client(await new ConnectionProvider(streamerConfig.database).clientConfig());
-          c.on('error', () => {});
-          await c.connect();
+          const c = await connect('pgrelay-local');
           try {
             if (!existed.slot) {
               await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, [streamerConfig.slotName]);
@@ -213,9 +204,7 @@ async function start(argv: string[]): Promise<number> {
     say(opts.databaseUrl ? 'watching your tables: change rows to see node events (Ctrl-C to stop)' : 'demo shop: an order about every second (Ctrl-C to stop)');
 
     // Live status: events/s, slot lag, acknowledged position.
-    const statusClient = new pg.Client({ connectionString: databaseUrl });
-    statusClient.on('error', () => {});
-    await statusClient.connect();
+    const statusClient = await connect('pgrelay-local-status');
     stops.push(['status', () => statusClient.end()]);
     let lastCount = 0;
     let lastAt = performance.now();
@@ -264,9 +253,8 @@ async function start(argv: string[]): Promise<number> {
       const guardTimer = setInterval(guard, 30_000);
       stops.push(['guardian', async () => (clearInterval(guardTimer), await guarding)]);
 
-      const writer = new pg.Client({ connectionString: databaseUrl });
-      writer.on('error', () => {}); // a demo: a lost connection just ends the workload
-      await writer.connect();
+      // A demo: a lost connection just ends the workload.
+      const writer = await connect('pgrelay-demo');
       let n = 0;
       let busy = false;
       const workload = setInterval(() => {

@@ -10,8 +10,9 @@ import { DecodeError } from '#core/errors.ts';
 import { tableKey } from '#core/identifiers.ts';
 import { fnv1a, messagePartition, mix32, tablePrefixHash } from '#core/partition.ts';
 import { formatLsn, pgMicrosToIso } from '#core/position.ts';
-import { stringifyLossless, type TypeRegistry, type ValueWriter } from '#core/values.ts';
-import { NULL, UNCHANGED_TOAST, parsePgOutput, type PgOutputMessage, type Tuple } from './pgoutput.ts';
+import { stringifyLossless } from '#core/values/lossless-json.ts';
+import type { TypeRegistry, ValueWriter } from '#core/values/registry.ts';
+import { NULL, parsePgOutput, type PgOutputMessage, type Tuple } from './pgoutput.ts';
 
 /** What the source check resolved for a configured table. */
 export interface TableInfo {

@@ -2,69 +2,13 @@
  * The streamer process, as `pgrelay run` starts it (cli/run.ts; in ECS, the container image).
  * Config is parsed once here; nothing below reads process.env.
  */
-import { renameSync, writeFileSync } from 'node:fs';
-import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerEnv, type StreamerConfig } from '#core/config.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
-import type { PayloadStore } from '#core/payload-store.ts';
-import { s3PayloadStore } from '#shared/s3-payload-store.ts';
+import { payloadStoreFor, sqsClientFor } from './aws-clients.ts';
+import { keepHealthFile } from './health-file.ts';
 import { ConnectionProvider, secretsManagerSource } from '#shared/connection.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Streamer } from './streamer.ts';
-
-export function sqsClientFor(config: StreamerConfig, env: Record<string, string | undefined>): SQSClient {
-  const local = config.sqsEndpoint !== undefined && !env.AWS_ACCESS_KEY_ID;
-  return new SQSClient({
-    region: config.region,
-    ...(config.sqsEndpoint ? { endpoint: config.sqsEndpoint } : {}),
-    // An emulator accepts any signature; never pick up a developer's real credentials for it.
-    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
-    // Our sink retries forever with its own backoff and logging; the SDK tries twice.
-    maxAttempts: 2,
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
-  });
-}
-
-/** The claim-check store for changes too large for SQS, when `largePayloads` is configured. */
-export function payloadStoreFor(config: StreamerConfig, env: Record<string, string | undefined>): PayloadStore | undefined {
-  if (!config.largePayloads) return undefined;
-  const local = config.s3Endpoint !== undefined && !env.AWS_ACCESS_KEY_ID;
-  return s3PayloadStore({
-    bucket: config.largePayloads.bucket,
-    prefix: config.largePayloads.prefix,
-    region: config.region,
-    ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
-    // As for SQS: an emulator accepts any signature; never send it a developer's real credentials.
-    ...(local ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : {}),
-    // The sink retries uploads forever with its own backoff and logging.
-    maxAttempts: 2,
-  });
-}
-
-/** How often the health file is rewritten; the health check's default limit is 60 s. */
-export const HEALTH_FILE_INTERVAL_MS = 10_000;
-
-/**
- * The container health check (streamer/health-check.ts) asks whether the event loop still
- * turns: a timer here writes the epoch ms to `path` now and every 10 s. Written aside and
- * renamed, so the check never reads half a write. Returns a function that stops the timer.
- */
-export function keepHealthFile(path: string, log: Logger): () => void {
-  let failing = false;
-  const touch = () => {
-    try {
-      writeFileSync(`${path}.tmp`, String(Date.now()));
-      renameSync(`${path}.tmp`, path);
-      failing = false;
-    } catch (err) {
-      if (!failing) log.error('cannot write the health file; the health check will fail', { path, error: describeError(err) });
-      failing = true;
-    }
-  };
-  touch();
-  const timer = setInterval(touch, HEALTH_FILE_INTERVAL_MS).unref();
-  return () => clearInterval(timer);
-}
 
 export async function runStreamerProcess(env: Record<string, string | undefined>): Promise<number> {
   let config: StreamerConfig;

@@ -16,6 +16,7 @@
  * reference. The stored body counts in `pendingBytes` until then.
  */
 import { SendMessageBatchCommand, type SendMessageBatchCommandOutput, type SQSClient } from '@aws-sdk/client-sqs';
+import { backoffDelay } from '#core/backoff.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { DeliveryError, describeError } from '#core/errors.ts';
 import { messageGroupId } from '#core/partition.ts';
@@ -278,10 +279,7 @@ export class SqsSink {
     const q = this.partitions.get(m.partition) as PartitionQueue;
     q.inFlight = false;
     q.attempts++;
-    const initial = this.opts.retryInitialMs ?? 100;
-    const max = this.opts.retryMaxMs ?? 20_000;
-    // Jitter only spreads retry times; it decides no id, boundary or order.
-    const delay = Math.min(max, initial * 2 ** Math.min(q.attempts - 1, 20)) * (0.75 + Math.random() * 0.5);
+    const delay = backoffDelay(q.attempts, { initialMs: this.opts.retryInitialMs ?? 100, maxMs: this.opts.retryMaxMs ?? 20_000, jitter: true });
     q.notBefore = performance.now() + delay;
     if (q.attempts === 1 || q.attempts % 10 === 0) {
       this.opts.log.warn(what, { partition: m.partition, ...fields, attempt: q.attempts, retryInMs: Math.round(delay), error: reason });

@@ -18,7 +18,7 @@ const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 export const sslModes = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof sslModes)[number];
 
-const databaseSchema = z
+export const databaseSchema = z
   .object({
     /** A libpq-style URL (local runs, tests). Mutually exclusive with `secretArn`. */
     url: z.string().optional(),

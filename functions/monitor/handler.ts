@@ -4,9 +4,9 @@
  * into metrics. Thin: config, connection settings and the ECS client once per container.
  * A run that fails still prints a document, with MonitorRunFailed = 1, then fails the invocation.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { PgRelayError } from '#core/errors.ts';
-import { ConnectionProvider, explainConnectionFailure, isAuthFailure, secretsManagerSource } from '#shared/connection.ts';
+import { ConnectionProvider, secretsManagerSource } from '#shared/connection.ts';
 import type { SlotStatus } from '#shared/source-status.ts';
 import { parseMonitorEnv, type MonitorConfig } from './config.ts';
 import { ecsServiceControl } from './ecs.ts';
@@ -14,7 +14,7 @@ import { guard, guardianMetrics, type Action, type Finding, type StreamerService
 import { runFailedMetrics } from './metrics.ts';
 
 export interface MonitorDeps {
-  connections: Pick<ConnectionProvider, 'clientConfig' | 'invalidate'>;
+  connections: Pick<ConnectionProvider, 'connect'>;
   /** Receives the EMF document as one line (console.log in the Lambda). */
   write(line: string): void | Promise<void>;
   /** The streamer's ECS service, when the config names one. */
@@ -44,7 +44,8 @@ export async function runMonitor(config: MonitorConfig, deps: MonitorDeps): Prom
   const now = (deps.now ?? Date.now)();
   let client: pg.Client | undefined;
   try {
-    client = await connect(config, deps.connections);
+    // Statement and query timeouts, so a stuck server ends the run in seconds.
+    client = await deps.connections.connect({ applicationName: APPLICATION_NAME, statementTimeoutMs: config.statementTimeoutMs });
     const result = await guard(client, config, { now: new Date(now), ...(deps.service !== undefined ? { service: deps.service } : {}) });
     await deps.write(JSON.stringify(guardianMetrics(result, config.sourceId, now)));
     const slot = result.status.slot.state === 'missing' ? undefined : result.status.slot;
@@ -67,32 +68,6 @@ export async function runMonitor(config: MonitorConfig, deps: MonitorDeps): Prom
     throw err;
   } finally {
     await client?.end().catch(() => undefined);
-  }
-}
-
-/**
- * A plain client with statement and query timeouts, so a stuck server ends the run in
- * seconds. A rejected password is retried once with the secret read again (rotation).
- */
-async function connect(config: MonitorConfig, connections: MonitorDeps['connections']): Promise<pg.Client> {
-  for (let attempt = 1; ; attempt++) {
-    const settings = await connections.clientConfig({ applicationName: APPLICATION_NAME });
-    const client = new pg.Client({ ...settings, statement_timeout: config.statementTimeoutMs, query_timeout: config.statementTimeoutMs + 1_000 });
-    // An error on an idle client must not crash the container; the next query reports it.
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      return client;
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      if (attempt === 1 && isAuthFailure(err)) {
-        connections.invalidate();
-        continue;
-      }
-      const to = { host: settings.host ?? '?', port: settings.port ?? 5432, database: settings.database ?? '?', ...(settings.user ? { user: settings.user } : {}) };
-      const failure = explainConnectionFailure(err, to);
-      throw new PgRelayError(`CONNECT_${failure.code}`, failure.message, { cause: err });
-    }
   }
 }
 

@@ -11,7 +11,7 @@ import { ConfigError, PgRelayError } from '#core/errors.ts';
 
 /**
  * Session settings that fix how PostgreSQL prints values, so the text we decode has one
- * form whatever the server's defaults (values.ts relies on these).
+ * form whatever the server's defaults (the converters in functions/core/values/ rely on these).
  */
 export const SESSION_OPTIONS = '-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex';
 
@@ -116,7 +116,8 @@ export class ConnectionProvider {
     if (this.db.secretArn) this.cached = undefined;
   }
 
-  private describeSafely(): string {
+  /** `describe()`, or 'the database' when even that cannot be said (an unparseable URL). */
+  describeSafely(): string {
     try {
       return this.describe();
     } catch {
@@ -212,12 +213,15 @@ export class ConnectError extends PgRelayError {
 }
 
 function secretFailure(err: unknown, where: string): string {
+  // One sentence, even for a config problem list.
+  if (err instanceof ConfigError) return err.problems.join('; ');
   if (err instanceof PgRelayError) return err.message;
   const e = err as { name?: string; message?: string };
   return `cannot read the credentials for ${where} from Secrets Manager (${e.name ?? 'Error'}: ${firstLine(e.message)}): check the secret ARN, the region, and that these AWS credentials may call secretsmanager:GetSecretValue on it`;
 }
 
-function firstLine(text: string | undefined): string {
+/** The first line of an error message: drivers append detail nobody needs in a one-sentence report. */
+export function firstLine(text: string | undefined): string {
   return (text ?? '').split('\n')[0] ?? '';
 }
 
@@ -275,21 +279,4 @@ export function explainConnectionFailure(
     return say('UNREACHABLE', `${hostPort} closed the connection without answering like PostgreSQL: check the port and whether the server requires TLS`);
   }
   return say('UNREACHABLE', `cannot connect to ${where}: ${firstLine(message)}${e?.code ? ` (${e.code})` : ''}`);
-}
-
-/** explainConnectionFailure for a URL (its password never printed) or host:port/db text. */
-export function explainConnectionError(err: unknown, target: string): string {
-  let to = { host: target, port: 5432, database: 'postgres' };
-  if (/^postgres(ql)?:\/\//.test(target)) {
-    try {
-      const u = new URL(target);
-      to = { host: u.hostname, port: Number(u.port || 5432), database: decodeURIComponent(u.pathname.slice(1)) || 'postgres' };
-    } catch {
-      to = { host: '(an unparseable database URL)', port: 5432, database: 'postgres' };
-    }
-  } else {
-    const m = /^(.*):(\d+)\/(.*)$/.exec(target);
-    if (m) to = { host: m[1] as string, port: Number(m[2]), database: m[3] as string };
-  }
-  return explainConnectionFailure(err, to).message;
 }

@@ -28,6 +28,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { labelOf, type GraphNodeEvent } from '#core/change-event.ts';
 import { ConfigError, describeError } from '#core/errors.ts';
 import type { TransformConfig } from '#core/config.ts';
+import { backoffDelay } from '#core/backoff.ts';
 import { packInOrder } from '#core/pack.ts';
 
 /** PutEvents' documented limits. */
@@ -330,9 +331,7 @@ export class EventBridgeOutput {
   }
 
   #backoff(retry: number): number {
-    const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (retry - 1));
-    // Jitter spreads concurrent Lambdas' retries; it decides no id, batch or order.
-    return ceiling / 2 + Math.random() * (ceiling / 2);
+    return backoffDelay(retry, { initialMs: this.#baseDelayMs, maxMs: this.#maxDelayMs, jitter: true });
   }
 
   async #forEachLimited<X>(xs: readonly X[], fn: (x: X) => Promise<void>): Promise<void> {

@@ -12,6 +12,7 @@
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { GraphNodeEvent } from '#core/change-event.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
+import { backoffDelay } from '#core/backoff.ts';
 import { packInOrder } from '#core/pack.ts';
 import { fnv1a, mix32 } from '#core/partition.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
@@ -142,7 +143,7 @@ export async function sendNodesMessages(
       }
       if (q.length === 0) groups.splice(groups.indexOf(m.group), 1);
     }
-    if (retry) await new Promise((r) => setTimeout(r, backoffMs * 2 ** Math.min(4, Math.max(...[...tries.values()]) - 1)));
+    if (retry) await new Promise((r) => setTimeout(r, backoffDelay(Math.max(...tries.values()), { initialMs: backoffMs, maxMs: backoffMs * 16, jitter: true })));
   }
   return { failed, calls };
 }

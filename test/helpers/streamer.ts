@@ -10,7 +10,7 @@ import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { ConnectionProvider, type SecretSource } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
-import { payloadStoreFor, sqsClientFor } from '#streamer/process.ts';
+import { payloadStoreFor, sqsClientFor } from '#streamer/aws-clients.ts';
 import { Streamer } from '#streamer/streamer.ts';
 import { receiveUntil, type ReceivedMessage } from './sqs.ts';
 import { waitFor } from './wait.ts';

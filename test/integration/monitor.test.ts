@@ -28,18 +28,17 @@ describe('monitor Lambda: slot metrics from a real PostgreSQL', () => {
 
   /** Runs the monitor, recording the settings of every connection it asked for and its one line. */
   async function run(cfg: MonitorConfig, duringRun?: () => Promise<void>) {
-    const provider = new ConnectionProvider(cfg.database);
     const opened: ClientConfig[] = [];
+    const provider = new (class extends ConnectionProvider {
+      override async clientConfig(opts?: Parameters<ConnectionProvider['clientConfig']>[0]): Promise<ClientConfig> {
+        const settings = await super.clientConfig(opts);
+        opened.push(settings);
+        return settings;
+      }
+    })(cfg.database);
     const lines: string[] = [];
     const summary = await runMonitor(cfg, {
-      connections: {
-        clientConfig: async (opts) => {
-          const settings = await provider.clientConfig(opts);
-          opened.push(settings);
-          return settings;
-        },
-        invalidate: () => provider.invalidate(),
-      },
+      connections: provider,
       write: async (line) => {
         lines.push(line);
         await duringRun?.();

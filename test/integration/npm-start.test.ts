@@ -147,7 +147,7 @@ describe('npm start', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const pgid = child.pid as number;
     try {
-      await waitFor(() => /\d+ events, [\d.]+\/s \| slot lag [\d.]+ (B|KiB|MiB) \| acknowledged [0-9A-F]+\/[0-9A-F]+/.test(out) && out.includes('\x1b[32mnode.inserted'), {
+      await waitFor(() => /\d+ events, [\d.]+\/s \| slot lag [\d.]+ (bytes|KiB|MiB) \| acknowledged [0-9A-F]+\/[0-9A-F]+/.test(out) && out.includes('\x1b[32mnode.inserted'), {
         timeoutMs: 90_000,
         message: () => `status line and coloured events in the terminal; output:\n${out.slice(-3000)}`,
       });

@@ -104,15 +104,3 @@ describe('config', () => {
     expect(typeof parseTableName(`x; DROP TABLE y`)).toBe('string');
   });
 });
-
-describe('explainConnectionError', () => {
-  it('names the server from a URL without its password, or from host:port/db text', async () => {
-    const { explainConnectionError } = await import('#shared/connection.ts');
-    expect(explainConnectionError({ code: 'ECONNREFUSED' }, 'postgres://u:secret@db.internal:6543/app')).toBe(
-      'nothing accepts connections at db.internal:6543/app: start PostgreSQL or fix the host and port',
-    );
-    // Regression: host:port/db text was parsed as a URL with scheme "nosuchhost.invalid:".
-    expect(explainConnectionError({ code: 'ENOTFOUND' }, 'nosuchhost.invalid:5432/x')).toBe('the host of nosuchhost.invalid:5432/x cannot be resolved: check the host name');
-    expect(explainConnectionError({ code: '28P01' }, 'postgres://u:pw-9f8e@h/app')).not.toContain('pw-9f8e');
-  });
-});
