@@ -11,7 +11,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import { issuePath, messagesSchema } from '#core/config.ts';
+import { messagesSchema, zodProblems } from '#core/config.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 
 /** Where one source database is and how to log in. */
@@ -339,7 +339,7 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
       }
     }
     const messages = messagesSchema.safeParse(source.messages ?? { prefixes: [] });
-    if (!messages.success) for (const issue of messages.error.issues) problems.push(`${path}messages.${issuePath(issue.path)}: ${issue.message}`);
+    if (!messages.success) problems.push(...zodProblems(messages.error, `${path}messages.`));
     const slotName = source.slotName ?? derivedName(sourceId);
     if (!SLOT_NAME.test(slotName)) problems.push(`${path}slotName: "${slotName}" must be lower-case letters, digits and _, at most 63`);
     const key = db === undefined ? undefined : slotIdentity({ database: { ...db, port: db.port ?? 5432 }, slotName });

@@ -27,7 +27,7 @@ export async function bootstrapCommand(argv: string[], io: OperatorIo = processI
       return ctx.fail(1, `${key} is not a table (relkind '${relkind}'): only tables and partitioned tables can be bootstrapped`);
     }
     // The request has nowhere to go until the streamer can bootstrap: say so, record nothing.
-    return ctx.fail(2, `table ${key} exists, but bootstrap is not available in this pgrelay release (it arrives in a later one); nothing was requested`, 'NOT_AVAILABLE');
+    return ctx.fail(2, `table ${key} exists, but bootstrap is not available in this pgrelay release (it arrives in a later one); nothing was requested`, 'PGRELAY_NOT_AVAILABLE');
   });
 }
 

@@ -47,7 +47,7 @@ ${OPERATOR_USAGE}\n`);
     target = { ...operator, ...configExtras(argv, env) };
   } catch (err) {
     const message = err instanceof ConfigError ? err.problems.join('; ') : describeError(err).message;
-    if (argv.includes('--json')) io.out(`${JSON.stringify({ ready: false, platform: null, error: { code: 'INVALID_ARGUMENTS', message }, findings: [] }, null, 2)}\n`);
+    if (argv.includes('--json')) io.out(`${JSON.stringify({ ready: false, platform: null, error: { code: 'PGRELAY_INVALID_ARGUMENTS', message }, findings: [] }, null, 2)}\n`);
     io.err(`pgrelay doctor: ${message}\n${OPERATOR_USAGE}\n`);
     return 2;
   }
@@ -59,7 +59,7 @@ ${OPERATOR_USAGE}\n`);
     // A connection that could not be opened is already one sentence naming the server and the fix.
     const known = err instanceof ConnectError;
     const message = known ? err.message : `the check could not run: ${describeError(err).message}`;
-    if (json) io.out(`${JSON.stringify({ ready: false, platform: null, target: target.connections.describe(), error: { code: known ? 'CANNOT_CONNECT' : 'CHECK_FAILED', message }, findings: [] }, null, 2)}\n`);
+    if (json) io.out(`${JSON.stringify({ ready: false, platform: null, target: target.connections.describe(), error: { code: known ? 'PGRELAY_CANNOT_CONNECT' : 'PGRELAY_CHECK_FAILED', message }, findings: [] }, null, 2)}\n`);
     io.err(`pgrelay doctor: ${message}\n`);
     return 2;
   }

@@ -10,7 +10,7 @@
 import { createInterface } from 'node:readline/promises';
 import type pg from 'pg';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
-import { firstLine, type ConnectError, type ConnectionProvider } from '#shared/connection.ts';
+import { firstLine, type ConnectErrorCode, type ConnectionProvider } from '#shared/connection.ts';
 
 /** Where a command writes and how it asks; tests pass their own. */
 export interface OperatorIo {
@@ -41,15 +41,10 @@ export function processIo(): OperatorIo {
 }
 
 /** Its own codes, and those of a connection that could not be opened (ConnectError, reported as it is). */
-export type OperatorErrorCode = 'USAGE' | 'PRIVILEGE' | ConnectError['code'];
+export type OperatorErrorCode = 'USAGE' | 'PRIVILEGE' | ConnectErrorCode;
 
 /** A failure already phrased for the operator: one sentence with the fix. */
-export class OperatorError extends PgRelayError {
-  declare readonly code: OperatorErrorCode;
-  constructor(code: OperatorErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export class OperatorError extends PgRelayError<OperatorErrorCode> {}
 
 /** What a command's body gets from `runCommand`. */
 export interface CommandContext {
@@ -81,7 +76,7 @@ export async function runCommand(name: string, usage: string, argv: string[], io
         await client.end().catch(() => undefined);
       }
     },
-    fail(exitCode, message, code = exitCode === 1 ? 'NOT_FOUND' : 'REFUSED') {
+    fail(exitCode, message, code = exitCode === 1 ? 'PGRELAY_NOT_FOUND' : 'PGRELAY_REFUSED') {
       io.err(`pgrelay ${name}: ${message}\n`);
       if (json) io.out(`${JSON.stringify({ error: { code, message } })}\n`);
       return exitCode;
@@ -105,14 +100,14 @@ export function explainFailure(err: unknown, where: string | undefined, command:
   const message = firstLine(e?.message ?? String(err));
   if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS_')) {
     // node:util's text goes on about positionals after '--'; its first sentence is the point.
-    return { code: 'USAGE', message: `${message.split(/\. /)[0]}; ${help}` };
+    return { code: 'PGRELAY_USAGE', message: `${message.split(/\. /)[0]}; ${help}` };
   }
-  if (e?.code === 'ERR_INVALID_URL') return { code: 'USAGE', message: '--database-url is not a valid URL: write postgres://user:password@host:5432/database' };
+  if (e?.code === 'ERR_INVALID_URL') return { code: 'PGRELAY_USAGE', message: '--database-url is not a valid URL: write postgres://user:password@host:5432/database' };
   const at = where ?? 'the database';
-  if (e?.code === '42501') return { code: 'PRIVILEGE', message: `PostgreSQL at ${at} refused: ${message}; grant the privilege named, or run this as the slot's owner or a superuser (on RDS: rds_replication)` };
+  if (e?.code === '42501') return { code: 'PGRELAY_PRIVILEGE', message: `PostgreSQL at ${at} refused: ${message}; grant the privilege named, or run this as the slot's owner or a superuser (on RDS: rds_replication)` };
   // A SQLSTATE: the server answered, just not as hoped.
-  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return { code: 'SERVER', message: `PostgreSQL at ${at} answered: ${message} (SQLSTATE ${e.code})` };
-  if (/terminated|ECONNRESET/i.test(`${e?.code ?? ''} ${message}`)) return { code: 'UNREACHABLE', message: `the connection to ${at} was lost (${message}): check that the server is up and try again` };
-  return { code: 'SERVER', message: `${message}${e?.code ? ` (${e.code})` : ''}` };
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return { code: 'PGRELAY_SERVER', message: `PostgreSQL at ${at} answered: ${message} (SQLSTATE ${e.code})` };
+  if (/terminated|ECONNRESET/i.test(`${e?.code ?? ''} ${message}`)) return { code: 'PGRELAY_UNREACHABLE', message: `the connection to ${at} was lost (${message}): check that the server is up and try again` };
+  return { code: 'PGRELAY_SERVER', message: `${message}${e?.code ? ` (${e.code})` : ''}` };
 }
 

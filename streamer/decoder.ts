@@ -483,7 +483,7 @@ export class Decoder {
       return (rel.writers[i] as ValueWriter)(text);
     } catch (err) {
       if (err instanceof DecodeError) {
-        throw new DecodeError(err.code, `${rel.ref}.${rel.names[i]}: ${err.message}`, { cause: err });
+        throw new DecodeError(err.reason, `${rel.ref}.${rel.names[i]}: ${err.message}`, { cause: err });
       }
       throw err;
     }

@@ -6,7 +6,7 @@
  * position, so a reconnect can neither reorder a message group nor lose a change.
  */
 import type pg from 'pg';
-import { DecodeError, DeliveryError, PgRelayError, SourceError, describeError } from '#core/errors.ts';
+import { DecodeError, DeliveryError, describeError, hasCode, PgRelayError, SourceError } from '#core/errors.ts';
 import { formatLsn } from '#core/position.ts';
 import { TypeRegistry } from '#core/values/registry.ts';
 import { isAuthFailure } from '#shared/connection.ts';
@@ -23,7 +23,7 @@ export interface StreamerDeps extends SessionDeps {
 
 /** Errors that no reconnect can cure: the streamer stops without acknowledging past them. */
 export function isFatal(err: unknown): boolean {
-  return err instanceof DecodeError || err instanceof DeliveryError || err instanceof SourceError || (err instanceof PgRelayError && err.code === 'INVALID_CONFIG');
+  return err instanceof DecodeError || err instanceof DeliveryError || err instanceof SourceError || (err instanceof PgRelayError && hasCode(err, 'INVALID_CONFIG'));
 }
 
 /** SQLSTATE 55006: the slot is active for another process (e.g. the old task during a deploy). */

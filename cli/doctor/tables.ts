@@ -113,8 +113,8 @@ export async function streamerVerdict(client: pg.Client, table: TableName, table
   } catch (err) {
     // The key is fine there; the partitions' identity is the problem, and the partition
     // finding (tableFindings) says which ones and how to fix each.
-    if (err instanceof SourceError && err.code === 'PARTITION_IDENTITY') return { ok: true, keyColumns: tableKeys.get(tableKey(table)) ?? [] };
-    if (err instanceof SourceError) return { ok: false, code: err.code, message: err.message };
+    if (err instanceof SourceError && err.reason === 'PARTITION_IDENTITY') return { ok: true, keyColumns: tableKeys.get(tableKey(table)) ?? [] };
+    if (err instanceof SourceError) return { ok: false, code: err.reason, message: err.message };
     throw err;
   }
 }

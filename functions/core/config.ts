@@ -146,8 +146,16 @@ export interface StreamerConfig extends Omit<z.output<typeof streamerConfigSchem
   publicationName: string;
 }
 
+/**
+ * A failed zod parse as the problem list says it, one line per issue, each named by its
+ * setting (`batch.maxBytes: …`), under `prefix` when the schema is part of a larger document.
+ */
+export function zodProblems(error: z.ZodError, prefix = ''): string[] {
+  return error.issues.map((issue) => `${prefix}${issuePath(issue.path)}: ${issue.message}`);
+}
+
 /** A zod issue's path as the problem list names it (`batch.maxBytes`). */
-export function issuePath(path: readonly PropertyKey[]): string {
+function issuePath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(config)' : path.map(String).join('.');
 }
 
@@ -198,7 +206,7 @@ export function parseStreamerConfig(input: unknown): StreamerConfig {
   const result = streamerConfigSchema.safeParse(input);
   const problems: string[] = [];
   if (!result.success) {
-    for (const issue of result.error.issues) problems.push(`${issuePath(issue.path)}: ${issue.message}`);
+    problems.push(...zodProblems(result.error));
   }
   // Cross-field checks run even when the schema failed elsewhere, so one run lists everything.
   const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
@@ -323,7 +331,7 @@ export interface TransformConfig extends Omit<z.output<typeof transformConfigSch
 
 export function parseTransformConfig(input: unknown): TransformConfig {
   const result = transformConfigSchema.safeParse(input);
-  const problems: string[] = result.success ? [] : result.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`);
+  const problems: string[] = result.success ? [] : zodProblems(result.error);
   const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
   const tables = parseTableList(raw.tables, problems);
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);

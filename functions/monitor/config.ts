@@ -5,7 +5,7 @@
  * from PGRELAY_MONITOR_CONFIG. Every problem is reported at once.
  */
 import { z } from 'zod';
-import { databaseProblems, issuePath, jsonFromEnv, parseTableList, streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
+import { databaseProblems, jsonFromEnv, zodProblems, parseTableList, streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
 import { ConfigError } from '#core/errors.ts';
 import type { TableName } from '#core/identifiers.ts';
 
@@ -80,7 +80,7 @@ export const MONITOR_ENV = { config: 'PGRELAY_MONITOR_CONFIG', region: 'AWS_REGI
 /** Validate a config object; throws one ConfigError listing every problem. */
 export function parseMonitorConfig(input: unknown, defaults: { region?: string } = {}): MonitorConfig {
   const result = monitorConfigSchema.safeParse(input);
-  const problems = result.success ? [] : result.error.issues.map((i) => `${issuePath(i.path)}: ${i.message}`);
+  const problems = result.success ? [] : zodProblems(result.error);
   const raw = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
   if (typeof raw.database === 'object' && raw.database !== null) problems.push(...databaseProblems(raw.database as Record<string, unknown>));
   const tables = parseTableList(raw.tables, problems);

@@ -78,7 +78,7 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
   try {
     await ensureStateSchema(client, config.stateSchema);
   } catch (err) {
-    if (!(err instanceof SourceError && err.code === 'PRIVILEGE')) throw err;
+    if (!(err instanceof SourceError && err.reason === 'PRIVILEGE')) throw err;
     stateSchema = undefined;
     findings.push({ code: 'STATE_SCHEMA', severity: 'warning', message: `${err.message}. Until then the monitor cannot tell a dropped slot from a new one, measure acknowledgement age, or keep a cool-down, so it only reports.` });
   }

@@ -205,12 +205,8 @@ export function sslOptions(mode: SslMode, caBundle: string | undefined): ClientC
 export type ConnectionFailureCode = 'UNREACHABLE' | 'TIMEOUT' | 'AUTH' | 'NO_DATABASE' | 'SERVER' | 'TLS';
 
 /** A connection that could not be opened (ConnectionProvider.connect), phrased for people. */
-export class ConnectError extends PgRelayError {
-  declare readonly code: ConnectionFailureCode | 'SECRET';
-  constructor(code: ConnectionFailureCode | 'SECRET', message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-}
+export type ConnectErrorCode = ConnectionFailureCode | 'SECRET';
+export class ConnectError extends PgRelayError<ConnectErrorCode> {}
 
 function secretFailure(err: unknown, where: string): string {
   // One sentence, even for a config problem list.

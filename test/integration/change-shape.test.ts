@@ -366,7 +366,7 @@ describe('change shape: one streamer, four partitions', () => {
 
     it('on a table with neither key nor tableKeys: NO_USABLE_KEY, naming the table and the fix', async () => {
       const error = await startFailing('nokey', { tables: ['bare'] });
-      expect(error).toMatchObject({ name: 'SourceError', code: 'NO_USABLE_KEY' });
+      expect(error).toMatchObject({ name: 'SourceError', code: 'PGRELAY_NO_USABLE_KEY' });
       const message = (error as Error).message;
       expect(message).toContain('public.bare');
       expect(message).toContain('tableKeys');
@@ -376,7 +376,7 @@ describe('change shape: one streamer, four partitions', () => {
     it('on tableKeys the replica identity does not cover: REPLICA_IDENTITY, naming ALTER TABLE ... REPLICA IDENTITY FULL', async () => {
       // Deletes and key changes carry only the primary key (id), so the email key could not be read.
       const error = await startFailing('identity', { tables: ['keyed_elsewhere'], tableKeys: { keyed_elsewhere: ['email'] } });
-      expect(error).toMatchObject({ name: 'SourceError', code: 'REPLICA_IDENTITY' });
+      expect(error).toMatchObject({ name: 'SourceError', code: 'PGRELAY_REPLICA_IDENTITY' });
       const message = (error as Error).message;
       expect(message).toContain('public.keyed_elsewhere');
       expect(message).toContain('ALTER TABLE "public"."keyed_elsewhere" REPLICA IDENTITY FULL');

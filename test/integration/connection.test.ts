@@ -17,7 +17,7 @@ describe('ConnectionProvider.connect', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(ConnectError);
-    expect(err).toMatchObject({ code: 'UNREACHABLE', message: `nothing accepts connections at 127.0.0.1:${port}/app: start PostgreSQL or fix the host and port` });
+    expect(err).toMatchObject({ code: 'PGRELAY_UNREACHABLE', message: `nothing accepts connections at 127.0.0.1:${port}/app: start PostgreSQL or fix the host and port` });
     expect(String((err as Error).message)).not.toContain('pw-9f8e');
   });
 
@@ -31,7 +31,7 @@ describe('ConnectionProvider.connect', () => {
         () => new Error('connected'),
         (e: unknown) => e,
       );
-      expect(err).toMatchObject({ code: 'AUTH' });
+      expect(err).toMatchObject({ code: 'PGRELAY_AUTH' });
       expect(String((err as Error).message)).toContain(`rejected the password of user ${decodeURIComponent(url.username)}`);
       expect(String((err as Error).message)).not.toContain('wrong-pw-4711');
     } finally {

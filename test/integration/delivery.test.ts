@@ -78,7 +78,7 @@ describe('delivery', () => {
     const before = await withClient(db.url, async (c) => (await readSlot(c, slotNameFor(db.url)))!.confirmedFlushLsn);
     // ~1.5 MB of incompressible text: larger than SQS's 1 MiB message limit.
     await withClient(db.url, (c) => c.query(`INSERT INTO docs SELECT 2, string_agg(md5(g::text), '') FROM generate_series(1, 48000) g`));
-    await expect(r.done).rejects.toMatchObject({ code: 'CHANGE_TOO_LARGE' });
+    await expect(r.done).rejects.toMatchObject({ code: 'PGRELAY_CHANGE_TOO_LARGE' });
     await expect(r.done).rejects.toThrow(/does not fit in one SQS message/);
     const after = await withClient(db.url, async (c) => (await readSlot(c, slotNameFor(db.url)))!.confirmedFlushLsn);
     const bigCommit = await withClient(db.url, async (c) => parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l));
@@ -86,6 +86,6 @@ describe('delivery', () => {
     expect(after).toBeLessThan(bigCommit);
     // A restart meets the same change and refuses it again: it is never skipped.
     const again = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['docs'], partitions: 1 });
-    await expect(again.done).rejects.toMatchObject({ code: 'CHANGE_TOO_LARGE' });
+    await expect(again.done).rejects.toMatchObject({ code: 'PGRELAY_CHANGE_TOO_LARGE' });
   });
 });

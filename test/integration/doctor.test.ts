@@ -338,7 +338,7 @@ describe('doctor on the suite server', () => {
     const host = server.hostname;
     expect(oneSentence(password.stderr)).toContain(`pgrelay doctor: PostgreSQL at ${host}:${server.port}/${db.name} rejected the password of user ${decodeURIComponent(server.username)}: check the credentials`);
     expect(oneSentence(database.stderr)).toContain(`pgrelay doctor: database no_such_db does not exist on ${host}:${server.port}`);
-    expect(JSON.parse(database.stdout)).toMatchObject({ ready: false, error: { code: 'CANNOT_CONNECT', message: expect.stringContaining('no_such_db does not exist') } });
+    expect(JSON.parse(database.stdout)).toMatchObject({ ready: false, error: { code: 'PGRELAY_CANNOT_CONNECT', message: expect.stringContaining('no_such_db does not exist') } });
     expect(oneSentence(notPostgres.stderr)).toMatch(new RegExp(`^pgrelay doctor: 127\\.0\\.0\\.1:${impostorPort} closed the connection without answering like PostgreSQL`));
     expect(noTarget.stderr).toMatch(/^pgrelay doctor: say where the database is: --database-url URL/);
   });

@@ -137,7 +137,7 @@ describe('ecsServiceControl against the ECS fake', () => {
 
     const err = await pgRelayErrorOf(control(ecs, { cluster: 'pgrelay-typo', service: 'streamer' }).state());
 
-    expect(err.code).toBe('ECS_CLUSTER_NOT_FOUND');
+    expect(err.code).toBe('PGRELAY_ECS_CLUSTER_NOT_FOUND');
     expect(err.message).toBe('ECS DescribeServices failed: cluster "pgrelay-typo" does not exist in region us-east-1.');
     expect((err.cause as Error).name).toBe('ClusterNotFoundException');
   });
@@ -150,10 +150,10 @@ describe('ecsServiceControl against the ECS fake', () => {
     const missing = await pgRelayErrorOf(control(ecs, { cluster: 'pgrelay', service: 'streamr' }).state());
     const inactive = await pgRelayErrorOf(control(ecs, { cluster: 'pgrelay', service: 'deleted' }).state());
 
-    expect(missing.code).toBe('ECS_SERVICE_NOT_FOUND');
+    expect(missing.code).toBe('PGRELAY_ECS_SERVICE_NOT_FOUND');
     expect(missing.message).toContain('service "streamr" in cluster "pgrelay"');
     expect(missing.message).toContain('MISSING');
-    expect(inactive.code).toBe('ECS_SERVICE_NOT_FOUND');
+    expect(inactive.code).toBe('PGRELAY_ECS_SERVICE_NOT_FOUND');
     expect(inactive.message).toContain('service "deleted" in cluster "pgrelay"');
     expect(inactive.message).toContain('INACTIVE');
     // Neither went on to list tasks.
@@ -167,7 +167,7 @@ describe('ecsServiceControl against the ECS fake', () => {
 
     const err = await pgRelayErrorOf(control(ecs).stopTask(task!, 'stuck'));
 
-    expect(err.code).toBe('ECS_ACCESS_DENIED');
+    expect(err.code).toBe('PGRELAY_ECS_ACCESS_DENIED');
     expect(err.message).toBe(`ECS StopTask on service "streamer" in cluster "pgrelay" was denied: grant the monitor's role the IAM action ecs:StopTask.`);
     expect((err.cause as Error).name).toBe('AccessDeniedException');
     expect(ecs.tasks({ lastStatus: 'RUNNING' }).map((t) => t.taskArn)).toEqual([task]);
@@ -184,7 +184,7 @@ describe('ecsServiceControl against the ECS fake', () => {
     ecs.failNext('ListTasks', { type: 'AccessDeniedException' });
     const list = await pgRelayErrorOf(control(ecs).state());
 
-    expect([describe.code, list.code]).toEqual(['ECS_ACCESS_DENIED', 'ECS_ACCESS_DENIED']);
+    expect([describe.code, list.code]).toEqual(['PGRELAY_ECS_ACCESS_DENIED', 'PGRELAY_ECS_ACCESS_DENIED']);
     expect(describe.message).toContain('ecs:DescribeServices');
     expect(list.message).toContain('ecs:ListTasks');
   });
@@ -196,7 +196,7 @@ describe('ecsServiceControl against the ECS fake', () => {
 
     const err = await pgRelayErrorOf(control(ecs).stopTask(foreign!, 'stuck'));
 
-    expect(err.code).toBe('ECS_INVALID_PARAMETER');
+    expect(err.code).toBe('PGRELAY_ECS_INVALID_PARAMETER');
     expect(err.message).toContain('StopTask');
     expect(err.message).toContain('The referenced task was not found.');
     expect(ecs.tasks({ lastStatus: 'STOPPED' })).toEqual([]);
@@ -209,7 +209,7 @@ describe('ecsServiceControl against the ECS fake', () => {
 
     const err = await pgRelayErrorOf(control(ecs).state());
 
-    expect(err.code).toBe('ECS_REQUEST_FAILED');
+    expect(err.code).toBe('PGRELAY_ECS_REQUEST_FAILED');
     expect(err.message).toContain('ECS ListTasks on service "streamer" in cluster "pgrelay" failed with ClientException');
   });
 

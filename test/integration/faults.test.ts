@@ -242,7 +242,7 @@ describe('faults', () => {
       }
       throw new Error('could not drop the slot between reconnects');
     });
-    await expect(r.done).rejects.toMatchObject({ code: 'SLOT_LOST' });
+    await expect(r.done).rejects.toMatchObject({ code: 'PGRELAY_SLOT_LOST' });
     await expect(r.done).rejects.toThrow(/was dropped while the streamer was running/);
     const slots = await withClient(db.url, (c) => c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]));
     expect(slots.rowCount).toBe(0); // not silently recreated

@@ -208,7 +208,7 @@ describe('a replication slot lost to max_slot_wal_keep_size', () => {
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(SourceError);
-      expect(err).toMatchObject({ code: 'SLOT_LOST' });
+      expect(err).toMatchObject({ code: 'PGRELAY_SLOT_LOST' });
       expect((err as Error).message).toContain(`pgrelay slot drop --slot ${IDLE}`);
       expect((err as Error).message).toContain('recreateLostSlot');
     });

@@ -391,7 +391,7 @@ describe('monitor liveness: stopping a streamer task that does not stream', () =
 
     expect(denied.summary).toBeUndefined();
     expect(denied.error).toBeInstanceOf(PgRelayError);
-    expect(denied.error).toMatchObject({ code: 'ECS_ACCESS_DENIED' });
+    expect(denied.error).toMatchObject({ code: 'PGRELAY_ECS_ACCESS_DENIED' });
     expect((denied.error as Error).message).toBe(
       `ECS StopTask on service "${SERVICE}" in cluster "${CLUSTER}" was denied: grant the monitor's role the IAM action ecs:StopTask.`,
     );
@@ -400,7 +400,7 @@ describe('monitor liveness: stopping a streamer task that does not stream', () =
       Source: 'liveness',
       Slot: slot,
       MonitorRunFailed: 1,
-      error: { code: 'ECS_ACCESS_DENIED', message: expect.stringContaining('ecs:StopTask') },
+      error: { code: 'PGRELAY_ECS_ACCESS_DENIED', message: expect.stringContaining('ecs:StopTask') },
     });
     expect(denied.doc).not.toHaveProperty('StreamerTasksStopped');
     // The request reached the stand-in well-formed and was refused there; the task still runs.

@@ -272,7 +272,7 @@ describe('monitor and a slot invalidated for real (max_slot_wal_keep_size)', () 
     const refused = streamer(db, queue);
     const err = await refusal(refused);
     expect(err).toBeInstanceOf(SourceError);
-    expect(err).toMatchObject({ code: 'SLOT_LOST' });
+    expect(err).toMatchObject({ code: 'PGRELAY_SLOT_LOST' });
     const message = (err as Error).message;
     expect(message).toContain(`replication slot ${slot} was invalidated (wal_status = lost)`);
     expect(message).toContain(`changes after ${acked} were lost`);
@@ -421,7 +421,7 @@ describe('monitor and a slot dropped by someone, or never created (shared server
     const refused = streamer(db, queue);
     const err = await refusal(refused);
     expect(err).toBeInstanceOf(SourceError);
-    expect(err).toMatchObject({ code: 'SLOT_LOST' });
+    expect(err).toMatchObject({ code: 'PGRELAY_SLOT_LOST' });
     expect((err as Error).message).toContain(`replication slot ${slot} was dropped`);
     expect((err as Error).message).toContain(`acknowledged up to ${acked}`);
     expect((err as Error).message).toContain(`pgrelay slot drop --slot ${slot}`);

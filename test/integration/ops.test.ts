@@ -337,7 +337,7 @@ describe('pgrelay status, bootstrap, slot drop', () => {
     }
     expect(unreachable.stdout).toBe('');
     expect(unreachable.stderr).toMatch(new RegExp(`^pgrelay status: nothing accepts connections at 127\\.0\\.0\\.1:${port}/\\w+: start PostgreSQL or fix the host and port\\n$`));
-    expect(JSON.parse(unreachableJson.stdout)).toEqual({ error: { code: 'UNREACHABLE', message: expect.stringContaining(`127.0.0.1:${port}`) } });
+    expect(JSON.parse(unreachableJson.stdout)).toEqual({ error: { code: 'PGRELAY_UNREACHABLE', message: expect.stringContaining(`127.0.0.1:${port}`) } });
     expect(password.stderr).toContain(`rejected the password of user ${decodeURIComponent(wrongPassword.username)}: check the credentials`);
     expect(database.stderr).toContain(`pgrelay slot: database no_such_database does not exist on ${host}:`);
   });

@@ -15,7 +15,7 @@ describe('source preparation', () => {
     );
     const cfg = { dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['ev'], tableKeys: { ev: ['kind', 'at'] } };
     const refused = runStreamer(cfg);
-    await expect(refused.done).rejects.toMatchObject({ code: 'PARTITION_IDENTITY' });
+    await expect(refused.done).rejects.toMatchObject({ code: 'PGRELAY_PARTITION_IDENTITY' });
     await expect(refused.done).rejects.toThrow('ALTER TABLE public.ev_2026 REPLICA IDENTITY FULL;');
     await withClient(db.url, (c) => c.query('ALTER TABLE ev_2026 REPLICA IDENTITY FULL'));
     const ok = runStreamer(cfg);
@@ -27,7 +27,7 @@ describe('source preparation', () => {
   it('completes a publication that leaves out operations, or refuses it when it may not manage it', async () => {
     const { db, queue } = await setupDbAndQueue('pubops', `CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION pgrelay_default FOR TABLE t WITH (publish = 'insert')`);
     const refused = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'], managePublication: false });
-    await expect(refused.done).rejects.toMatchObject({ code: 'PUBLICATION' });
+    await expect(refused.done).rejects.toMatchObject({ code: 'PGRELAY_PUBLICATION' });
     await expect(refused.done).rejects.toThrow("does not publish update, delete, truncate: those changes would be lost; run ALTER PUBLICATION \"pgrelay_default\" SET (publish = 'insert, update, delete, truncate')");
 
     const managed = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['t'] });

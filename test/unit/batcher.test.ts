@@ -79,7 +79,7 @@ describe('batcher', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(DeliveryError);
-    expect((err as DeliveryError).code).toBe('CHANGE_TOO_LARGE');
+    expect((err as DeliveryError).code).toBe('PGRELAY_CHANGE_TOO_LARGE');
     expect((err as Error).message).toContain('0000000000000001:00000003');
   });
 

@@ -82,7 +82,7 @@ describe('decoder', () => {
     decoder.handle(pgo.insert(3, ['2', '2024-01-02 00:00:00+00']));
     expect(out).toEqual([]);
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ code: 'BAD_VALUE' });
+    expect(errors[0]).toMatchObject({ code: 'PGRELAY_BAD_VALUE' });
     expect(String((errors[0] as Error).message)).toContain('public.t.at');
   });
 
@@ -127,7 +127,7 @@ describe('decoder: gap notices', () => {
     bad.decoder.handle(pgo.message(0x580n, 'pgrelay.gap', notice({ reason: 'oops' }), true));
     expect(bad.broadcasts).toEqual([]);
     expect(bad.errors).toHaveLength(1);
-    expect(bad.errors[0]).toMatchObject({ code: 'BAD_VALUE', message: expect.stringContaining('unknown reason oops') });
+    expect(bad.errors[0]).toMatchObject({ code: 'PGRELAY_BAD_VALUE', message: expect.stringContaining('unknown reason oops') });
   });
 });
 

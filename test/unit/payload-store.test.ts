@@ -44,10 +44,10 @@ describe('payload store helpers', () => {
     expect(() => verifyPayload(ref, bytes)).not.toThrow();
 
     const truncated = bytes.subarray(0, bytes.length - 1);
-    expect(() => verifyPayload(ref, truncated)).toThrow(expect.objectContaining({ code: 'PAYLOAD_MISMATCH', message: expect.stringContaining('s3://bucket/pre/changes/x.json') }));
+    expect(() => verifyPayload(ref, truncated)).toThrow(expect.objectContaining({ code: 'PGRELAY_PAYLOAD_MISMATCH', message: expect.stringContaining('s3://bucket/pre/changes/x.json') }));
     const altered = Buffer.from(bytes);
     altered[altered.length - 3] = altered[altered.length - 3]! ^ 1;
-    expect(() => verifyPayload(ref, altered)).toThrow(expect.objectContaining({ code: 'PAYLOAD_MISMATCH', message: expect.stringContaining('SHA-256') }));
+    expect(() => verifyPayload(ref, altered)).toThrow(expect.objectContaining({ code: 'PGRELAY_PAYLOAD_MISMATCH', message: expect.stringContaining('SHA-256') }));
   });
 
   it('recognises references', () => {

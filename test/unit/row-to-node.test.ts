@@ -324,13 +324,13 @@ describe('toGraphEvent: malformed changes', () => {
   it('a row change without a key throws MALFORMED_CHANGE naming table and position', () => {
     const err = catchError(() => toGraphEvent(change({ op: 'update', key: null }), ctx));
     expect(err).toBeInstanceOf(PgRelayError);
-    expect((err as PgRelayError).code).toBe('MALFORMED_CHANGE');
+    expect((err as PgRelayError).code).toBe('PGRELAY_MALFORMED_CHANGE');
     expect((err as PgRelayError).message).toContain('public.orders at (0/1B862A0, 3)');
   });
 
   it('an insert without after throws MALFORMED_CHANGE', () => {
     const err = catchError(() => toGraphEvent(change({ op: 'insert', after: null }), ctx));
-    expect((err as PgRelayError).code).toBe('MALFORMED_CHANGE');
+    expect((err as PgRelayError).code).toBe('PGRELAY_MALFORMED_CHANGE');
   });
 });
 

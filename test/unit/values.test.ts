@@ -339,7 +339,7 @@ describe('converters: bad text throws DecodeError BAD_VALUE, never a guess', () 
     try {
       convert(text);
     } catch (err) {
-      expect((err as DecodeError).code).toBe('BAD_VALUE');
+      expect((err as DecodeError).code).toBe('PGRELAY_BAD_VALUE');
     }
   });
 
