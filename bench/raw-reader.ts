@@ -6,7 +6,7 @@
  * position the streamer's confirmed LSN must reach. Nothing is decoded and nothing is
  * acknowledged (the slot is used once).
  *
- * Variants (STACK.md: the walsender pays for every wake-up of a reader that drains the socket
+ * Variants (docs/benchmarks.md: the walsender pays for every wake-up of a reader that drains the socket
  * at once):
  *  - `eager`: reads whenever the socket has data;
  *  - `coalescing`: after a read shorter than 32 KiB it stops reading for ≈ 1 ms, so data piles

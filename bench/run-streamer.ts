@@ -13,7 +13,7 @@
  */
 import { acceptingSqsClient } from './accepting-sqs.ts';
 import { writeFile } from 'node:fs/promises';
-import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import { parseLsn } from '#core/position.ts';
 import { ConnectionProvider } from '#shared/connection.ts';

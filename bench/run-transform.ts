@@ -20,7 +20,7 @@ import { readFile } from 'node:fs/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import type { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { parseTransformConfig, type TransformConfig } from '#core/config.ts';
 import { EventBridgeOutput } from '#transform/eventbridge-output.ts';
 import { createTransform } from '#transform/handler.ts';

@@ -423,7 +423,7 @@ async function main(): Promise<void> {
   const plan = planBacklog(opts.changes);
   console.error(`pgrelay bench: ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / ROWS_PER_TX} transactions, ${opts.runs} run(s)${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}`);
 
-  // Known (STACK.md), and it would land in the middle of the progress lines; children inherit it.
+  // Known (the AWS SDK warns on Node 20), and it would land in the middle of the progress lines; children inherit it.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   // The bench's own server: embedded unless the caller forces a backend; extra flags also keep
   // startTestPostgres from using PGRELAY_TEST_DATABASE_URL.

@@ -2,6 +2,7 @@
  * The local SQS and S3 (fauxqs, in this process, loopback only) that `npm start`, the tests and
  * the benchmarks run against.
  */
+import { PgRelayError } from '#core/errors.ts';
 
 export interface SqsEmulator {
   /** `http://127.0.0.1:<port>` */
@@ -21,7 +22,7 @@ export async function startSqsEmulator(opts: { port?: number } = {}): Promise<Sq
   const address = app.server.address();
   if (address === null || typeof address === 'string') {
     await app.close();
-    throw new Error(`fauxqs listens on an unexpected address: ${String(address)}`);
+    throw new PgRelayError('SQS_EMULATOR', `fauxqs listens on an unexpected address: ${String(address)}`);
   }
   let stopping: Promise<void> | undefined;
   return {

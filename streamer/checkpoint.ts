@@ -5,9 +5,11 @@
  * commit's end LSN at Commit) and one per keepalive position. A marker counts the changes
  * of it that SQS has not accepted yet. The safe LSN is the LSN of the last marker of the
  * longest prefix in which every marker is closed and fully accepted — so nothing can be
- * confirmed before every change before it was accepted (DESIGN invariant 1), and keepalive
+ * confirmed before every change before it was accepted (the first guarantee in the README: nothing committed is lost), and keepalive
  * positions travel the same ordered path, letting an idle slot advance.
  */
+import { PgRelayError } from '#core/errors.ts';
+
 export class TxMarker {
   /** End LSN of the commit record (or the keepalive position); set when closed. */
   lsn = 0n;
@@ -69,7 +71,7 @@ export class Checkpoint {
   /** SQS accepted `count` changes of `marker`. */
   accepted(marker: TxMarker, count: number): void {
     marker.pending -= count;
-    if (marker.pending < 0) throw new Error('checkpoint: more changes accepted than were sent');
+    if (marker.pending < 0) throw new PgRelayError('INTERNAL', 'checkpoint: more changes accepted than were sent');
     if (marker.pending === 0) this.advance();
   }
 

@@ -7,7 +7,7 @@
  *
  * Reads coalesce: after a socket read under COALESCE_BELOW bytes the socket pauses for
  * COALESCE_PAUSE_MS, so the walsender fills its buffer instead of waking us for every change
- * (STACK.md: the walsender pays ≈10 µs a change when the reader drains each one at once,
+ * (docs/benchmarks.md: the walsender pays ≈10 µs a change when the reader drains each one at once,
  * ≈4.5 µs when data piles up). This costs at most a millisecond of latency.
  */
 import pg from 'pg';

@@ -18,7 +18,7 @@
 import { SendMessageBatchCommand, type SendMessageBatchCommandOutput, type SQSClient } from '@aws-sdk/client-sqs';
 import { backoffDelay } from '#core/backoff.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
-import { DeliveryError, describeError } from '#core/errors.ts';
+import { DeliveryError, PgRelayError, describeError } from '#core/errors.ts';
 import { messageGroupId } from '#core/partition.ts';
 import { changeBatchPayloadName, payloadKey, type PayloadStore } from '#core/payload-store.ts';
 import type { OutgoingMessage } from './batcher.ts';
@@ -253,7 +253,7 @@ export class SqsSink {
     let key: string | undefined;
     let uploadError: unknown;
     try {
-      if (!store) throw new Error('an oversized message reached a sink without a payload store');
+      if (!store) throw new PgRelayError('INTERNAL', 'an oversized message reached a sink without a payload store');
       key = payloadKey('changes', changeBatchPayloadName(this.opts.sourceId, m.deduplicationId));
       const ref = await store.put(key, m.body);
       q.claimCheck = JSON.stringify({ v: 1, partition: m.partition, payloadRef: ref });

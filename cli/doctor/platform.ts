@@ -6,8 +6,8 @@
  * suggests a setting change phrases it with settingFix, so the fix can be pasted as it is.
  */
 import type pg from 'pg';
-import type { Fix } from './report.ts';
-import { singleRow } from './single-row.ts';
+import type { Fix } from './finding.ts';
+import { singleRow } from '#shared/single-row.ts';
 
 export type Platform = 'self-hosted' | 'rds' | 'aurora' | 'cloudsql' | 'azure';
 

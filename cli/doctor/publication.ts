@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import { qualifiedName, quoteIdent, tableKey, type TableName } from '#core/identifiers.ts';
-import type { Finding } from './report.ts';
+import type { Finding } from './finding.ts';
 import type { TableFacts } from './tables.ts';
 
 export interface PublicationFacts {

@@ -5,32 +5,8 @@
  * run). The check families (server-settings.ts, role-privileges.ts, tls.ts, publication.ts,
  * tables.ts, slots.ts, state-schema.ts) produce findings; diagnose.ts assembles the report.
  */
+import type { Finding, Severity } from './finding.ts';
 import { platformName, type Platform } from './platform.ts';
-
-/**
- * `ok`: nothing to do. `warn`: streaming works, but something deserves attention.
- * `block`: the streamer would stop or lose changes. `error`: the check itself could not run.
- */
-export type Severity = 'ok' | 'warn' | 'block' | 'error';
-
-export interface Fix {
-  /** SQL to run as it is (statements end in `;`). */
-  sql?: string;
-  /** A change made outside SQL: RDS/Aurora parameter group, Cloud SQL flag, Azure server parameter. */
-  parameterGroup?: string;
-  note?: string;
-}
-
-export interface Finding {
-  /** Stable: `check` or `check:subject` (`table.key:public.orders`, `slot:pgrelay_default`). */
-  id: string;
-  severity: Severity;
-  /** One line: what was found. */
-  title: string;
-  /** Why it matters, with the numbers. */
-  detail: string;
-  fix?: Fix;
-}
 
 export interface DoctorReport {
   ready: boolean;

@@ -10,8 +10,8 @@ import { describeError } from '#core/errors.ts';
 import { quoteIdent } from '#core/identifiers.ts';
 import { ConnectError, type ConnectionProvider } from '#shared/connection.ts';
 import { platformName, type Platform } from './platform.ts';
-import type { Finding } from './report.ts';
-import { singleRow } from './single-row.ts';
+import type { Finding } from './finding.ts';
+import { singleRow } from '#shared/single-row.ts';
 
 export interface RoleFacts {
   user: string;

@@ -8,8 +8,8 @@
 import type pg from 'pg';
 import { formatBytes } from '#core/bytes.ts';
 import { settingFix, platformName, type Platform } from './platform.ts';
-import type { Finding } from './report.ts';
-import { singleRow } from './single-row.ts';
+import type { Finding } from './finding.ts';
+import { singleRow } from '#shared/single-row.ts';
 
 /** What doctor suggests for max_slot_wal_keep_size when it is unlimited. */
 export const SUGGESTED_SLOT_WAL_KEEP_MB = 50 * 1024;

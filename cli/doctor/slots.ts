@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import { formatBytes } from '#core/bytes.ts';
-import type { Finding } from './report.ts';
+import type { Finding } from './finding.ts';
 
 /** A slot that is not streaming and holds more WAL than this is worth a warning. */
 export const RETAINED_WAL_WARN_BYTES = 1024 ** 3;

@@ -6,8 +6,8 @@
  */
 import type pg from 'pg';
 import { quoteIdent } from '#core/identifiers.ts';
-import type { Finding } from './report.ts';
-import { singleRow } from './single-row.ts';
+import type { Finding } from './finding.ts';
+import { singleRow } from '#shared/single-row.ts';
 
 export interface StateSchemaFacts {
   schema: string;

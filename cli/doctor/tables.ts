@@ -10,7 +10,7 @@ import type { StreamerConfig } from '#core/config.ts';
 import { SourceError, type SourceErrorCode } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, tableKey, type TableName } from '#core/identifiers.ts';
 import { resolveTables } from '#streamer/source.ts';
-import type { Finding } from './report.ts';
+import type { Finding } from './finding.ts';
 
 export interface TableFacts {
   name: TableName;

@@ -7,8 +7,8 @@
 import type pg from 'pg';
 import type { ConnectionProvider } from '#shared/connection.ts';
 import type { Platform } from './platform.ts';
-import type { Finding, Fix } from './report.ts';
-import { singleRow } from './single-row.ts';
+import type { Finding, Fix } from './finding.ts';
+import { singleRow } from '#shared/single-row.ts';
 
 export interface SslFacts {
   host: string;

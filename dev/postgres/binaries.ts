@@ -25,6 +25,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { PgRelayError } from '#core/errors.ts';
 
 /** What else works when the embedded server cannot: every fix message ends with it. */
 export const OWN_SERVER =
@@ -35,16 +36,15 @@ export const OWN_SERVER =
 export const BINARIES_CACHE_DIR = 'pgrelay-embedded-postgres';
 
 /** The embedded server could not start: `problem` says what happened, `fix` what to do. */
-export class EmbeddedPostgresError extends Error {
+export class EmbeddedPostgresError extends PgRelayError<'EMBEDDED_POSTGRES'> {
   readonly problem: string;
   readonly fix: string;
   readonly log: string;
   constructor(problem: string, fix: string, opts: { cause?: unknown; log?: string; action?: 'start' | 'restart' } = {}) {
     const log = opts.log?.trim() ?? '';
-    super(`embedded PostgreSQL failed to ${opts.action ?? 'start'}: ${problem}. Fix: ${fix}.${log ? `\nServer log:\n${log}` : ''}`, {
+    super('EMBEDDED_POSTGRES', `embedded PostgreSQL failed to ${opts.action ?? 'start'}: ${problem}. Fix: ${fix}.${log ? `\nServer log:\n${log}` : ''}`, {
       cause: opts.cause,
     });
-    this.name = 'EmbeddedPostgresError';
     this.problem = problem;
     this.fix = fix;
     this.log = log;

@@ -11,6 +11,7 @@ import { appendFile, chown, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { EmbeddedPostgresError, OWN_SERVER, errorText, makeDataDir, prepareEmbedded, type EmbeddedInstall } from './binaries.ts';
+import { PgRelayError } from '#core/errors.ts';
 
 const READY = 'database system is ready to accept connections';
 
@@ -167,7 +168,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions = {}):
       dataDir,
       stop: () => (stopping ??= stopEmbedded(postmaster, dataDir)),
       restart: async () => {
-        if (stopping) throw new Error('restart() after stop()');
+        if (stopping) throw new PgRelayError('INTERNAL', 'restart() after stop()');
         if (isRunning(postmaster)) await shutDown(postmaster);
         log.clear();
         try {

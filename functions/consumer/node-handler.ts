@@ -26,6 +26,7 @@
  */
 import { graphNodeEventRef, type GraphNodeEvent, type MessageEvent, type NodeEvent, type PayloadRef } from '#core/change-event.ts';
 import { byMessageGroup, type EventBridgeEvent, type SqsBatchResponse, type SqsEvent, type SqsRecord } from '#shared/lambda-types.ts';
+import { PgRelayError } from '#core/errors.ts';
 
 export type NodeEventCallback<E extends GraphNodeEvent = NodeEvent> = (event: E) => void | Promise<void>;
 
@@ -85,7 +86,7 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
   };
   const handleRecord = async (record: SqsRecord): Promise<void> => {
     const body = JSON.parse(record.body) as { v?: number; events?: unknown[] };
-    if (body.v !== 1 || !Array.isArray(body.events)) throw new Error(`message ${record.messageId} is not a pgrelay nodes message`);
+    if (body.v !== 1 || !Array.isArray(body.events)) throw new PgRelayError('NOT_A_NODES_MESSAGE', `message ${record.messageId} is not a pgrelay nodes message`);
     for (const raw of body.events) await dispatch(await resolve(raw));
   };
   const handler = async (event: SqsEvent | EventBridgeEvent): Promise<SqsBatchResponse | void> => {

@@ -5,6 +5,7 @@
  * here, once, because both ends read it: functions/monitor writes, streamer/ decodes.
  */
 import { gap, type Gap } from './change-event.ts';
+import { PgRelayError } from './errors.ts';
 
 /** Prefix of the gap notice's logical message. */
 export const GAP_PREFIX = 'pgrelay.gap';
@@ -26,11 +27,11 @@ const LSN_TEXT = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 export function parseGapNotice(text: string): GapNotice {
   const doc = JSON.parse(text) as Partial<GapNotice>;
   const lsnOrNull = (v: unknown) => v === null || (typeof v === 'string' && LSN_TEXT.test(v));
-  if (doc.v !== 1) throw new Error('v must be 1');
-  if (typeof doc.slot !== 'string') throw new Error('slot must be a string');
-  if (!gap.shape.reason.options.includes(doc.reason as Gap['reason'])) throw new Error(`unknown reason ${String(doc.reason)}`);
-  if (!lsnOrNull(doc.afterLsn) || !lsnOrNull(doc.untilLsn)) throw new Error('afterLsn and untilLsn must be LSNs or null');
-  if (!gap.shape.repair.options.includes(doc.repair as Gap['repair'])) throw new Error(`unknown repair ${String(doc.repair)}`);
-  if (!Array.isArray(doc.tables) || doc.tables.some((t) => typeof t !== 'string')) throw new Error('tables must be a list of schema.table');
+  if (doc.v !== 1) throw new PgRelayError('BAD_GAP_NOTICE', 'v must be 1');
+  if (typeof doc.slot !== 'string') throw new PgRelayError('BAD_GAP_NOTICE', 'slot must be a string');
+  if (!gap.shape.reason.options.includes(doc.reason as Gap['reason'])) throw new PgRelayError('BAD_GAP_NOTICE', `unknown reason ${String(doc.reason)}`);
+  if (!lsnOrNull(doc.afterLsn) || !lsnOrNull(doc.untilLsn)) throw new PgRelayError('BAD_GAP_NOTICE', 'afterLsn and untilLsn must be LSNs or null');
+  if (!gap.shape.repair.options.includes(doc.repair as Gap['repair'])) throw new PgRelayError('BAD_GAP_NOTICE', `unknown repair ${String(doc.repair)}`);
+  if (!Array.isArray(doc.tables) || doc.tables.some((t) => typeof t !== 'string')) throw new PgRelayError('BAD_GAP_NOTICE', 'tables must be a list of schema.table');
   return doc as GapNotice;
 }

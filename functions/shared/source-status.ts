@@ -4,10 +4,11 @@
  * it lacks, and each table's bootstrap progress. Read-only: a few catalog queries over a
  * connected client, no decisions, no output formatting.
  */
-import type { Client, QueryResultRow } from 'pg';
+import type { Client } from 'pg';
 import { tableKey, type TableName } from '#core/identifiers.ts';
 import { readBootstrapRequests, readSlotWatch, stateSchemaReadable, type BootstrapRequest, type SlotWatch } from '#shared/source-state.ts';
 import { formatBytes } from '#core/bytes.ts';
+import { singleRow } from './single-row.ts';
 
 export interface StatusTarget {
   slotName: string;
@@ -113,7 +114,7 @@ export interface StatusProblem {
 }
 
 export async function readStatus(client: Client, target: StatusTarget): Promise<SourceStatus> {
-  const server = await one<{ version: string; version_num: number; in_recovery: boolean; db: string; now: Date }>(
+  const server = await singleRow<{ version: string; version_num: number; in_recovery: boolean; db: string; now: Date }>(
     client,
     `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS version_num,
             pg_is_in_recovery() AS in_recovery, current_database() AS db, now() AS now`,
@@ -164,7 +165,7 @@ async function readSlotStatus(
   const v17 = versionNum >= 170000;
   // pg_current_wal_lsn() raises on a standby (which may host logical slots since 16).
   const current = inRecovery ? 'pg_last_wal_replay_lsn()' : 'pg_current_wal_lsn()';
-  const row = await one<{
+  const row = await singleRow<{
     current_lsn: string | null;
     slot_name: string | null;
     slot_type: string | null;
@@ -331,11 +332,4 @@ export function statusProblems(status: SourceStatus): StatusProblem[] {
 
 function toNumber(text: string | null): number | null {
   return text === null ? null : Number(text);
-}
-
-async function one<T extends QueryResultRow>(client: Client, sql: string, params: unknown[] = []): Promise<T> {
-  const { rows } = await client.query<T>(sql, params);
-  const row = rows[0];
-  if (row === undefined) throw new Error(`no row from: ${sql.split('\n')[0]}`);
-  return row;
 }

@@ -8,6 +8,7 @@ import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { EventBridgeOutput, type EventBridgeOutputOptions } from './eventbridge-output.ts';
 import type { SqsBatchResponse, SqsEvent } from '#shared/lambda-types.ts';
 import { Transform, type Log } from './transform.ts';
+import { PgRelayError } from '#core/errors.ts';
 
 /** One JSON line per event of note, as the streamer logs. */
 export const jsonLog: Log = {
@@ -39,7 +40,7 @@ export function createTransform(config: TransformConfig, opts: TransformClientsO
         ...opts.eventBridgeRetry,
         offload: async (event, detail) => {
           const ref = await transform?.offload(event, detail);
-          if (ref === undefined) throw new Error('event too large for EventBridge and no largePayloads store configured');
+          if (ref === undefined) throw new PgRelayError('EVENT_TOO_LARGE', 'event too large for EventBridge and no largePayloads store configured');
           return ref;
         },
       })
