@@ -15,6 +15,8 @@ export class TxMarker {
   lsn = 0n;
   open = true;
   pending = 0;
+  /** Called once, when the marker is closed and SQS accepted all of its changes (a bootstrap chunk records its progress then). */
+  onAccepted: (() => void) | undefined;
   constructor(readonly keepalive = false) {}
 }
 
@@ -49,6 +51,7 @@ export class Checkpoint {
     marker.lsn = endLsn;
     marker.open = false;
     if (endLsn > this.newest) this.newest = endLsn;
+    if (marker.pending === 0) settled(marker);
     this.advance();
   }
 
@@ -72,7 +75,10 @@ export class Checkpoint {
   accepted(marker: TxMarker, count: number): void {
     marker.pending -= count;
     if (marker.pending < 0) throw new PgRelayError('INTERNAL', 'checkpoint: more changes accepted than were sent');
-    if (marker.pending === 0) this.advance();
+    if (marker.pending === 0) {
+      if (!marker.open) settled(marker);
+      this.advance();
+    }
   }
 
   private advance(): void {
@@ -88,4 +94,11 @@ export class Checkpoint {
       this.head = 0;
     }
   }
+}
+
+function settled(marker: TxMarker): void {
+  const done = marker.onAccepted;
+  if (done === undefined) return;
+  marker.onAccepted = undefined;
+  done();
 }

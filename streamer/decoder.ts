@@ -6,6 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { GAP_PREFIX, parseGapNotice, type GapNotice } from '#core/gap-notice.ts';
+import { BOOTSTRAP_PREFIX } from './bootstrap/marker.ts';
 import { DecodeError } from '#core/errors.ts';
 import { tableKey } from '#core/identifiers.ts';
 import { fnv1a, messagePartition, mix32, tablePrefixHash } from '#core/partition.ts';
@@ -56,6 +57,10 @@ interface Relation {
   jsonIndexes: number[];
   /** FNV state after `schema.table` and the separator (see partitionOf). */
   hashPrefix: number;
+  /** A bootstrap window is open on this table: its changes are reported to the watcher. */
+  watched: boolean;
+  /** `,"load":"…"` while a bootstrap of this table is under way (every change of it carries the load), else ''. */
+  loadJson: string;
 }
 
 /**
@@ -64,6 +69,21 @@ interface Relation {
  */
 type Fragments = (string | undefined)[];
 
+/**
+ * What the bootstrap (streamer/bootstrap/) needs to see of the stream, in stream order: the
+ * changes of tables it has a window open on, every transaction the stream carried, and its own
+ * markers. Called synchronously from decoding, so it must be quick.
+ */
+export interface StreamWatcher {
+  /** A row change of a watched table, by key JSON (both keys of a key change); `unchanged`: it left a TOASTed column out. */
+  change(ref: string, xid: number, keyJson: string, unchanged: boolean): void;
+  truncate(ref: string, xid: number): void;
+  /** The stream carried transaction `xid` (at its commit). */
+  committed(xid: number): void;
+  /** A non-transactional pgrelay.bootstrap message; false when it is not one the watcher knows (then it is a position that passed). */
+  marker(content: Buffer, lsn: bigint): boolean;
+}
+
 export interface DecoderOptions {
   types: TypeRegistry;
   /** Configured tables by `schema.table`; changes of other tables are skipped. */
@@ -71,6 +91,8 @@ export interface DecoderOptions {
   /** This stream's slot: gap notices (pgrelay.gap messages) addressed to another slot are ignored. */
   slotName?: string;
   partitions: number;
+  /** The bootstrap's view of the stream. */
+  watcher?: StreamWatcher;
   /** Logical message prefixes to deliver (`messages.prefixes`); others are not delivered. */
   messagePrefixes?: ReadonlySet<string>;
   sink: ChangeSink;
@@ -101,6 +123,9 @@ export class Decoder {
   private failed = false;
   /** Changes emitted (each truncate counted once). */
   changes = 0;
+  /** Tables with a bootstrap window open, and the load under way per table: kept here so a new Relation message gets them too. */
+  private readonly watchedRefs = new Map<string, number>();
+  private readonly loadJsonByRef = new Map<string, string>();
 
   constructor(private readonly opts: DecoderOptions) {}
 
@@ -145,6 +170,7 @@ export class Decoder {
         return;
       }
       case 'commit':
+        if (this.tx) this.opts.watcher?.committed(this.tx.xid);
         this.tx = null;
         this.opts.sink.commit(msg.endLsn);
         return;
@@ -161,7 +187,9 @@ export class Decoder {
         return;
       case 'message':
         if (msg.transactional && msg.prefix === GAP_PREFIX) this.onGapNotice(msg.content);
-        else if (this.opts.messagePrefixes?.has(msg.prefix)) this.onMessage(msg);
+        else if (!msg.transactional && msg.prefix === BOOTSTRAP_PREFIX) {
+          if (!this.opts.watcher?.marker(msg.content, msg.lsn)) this.opts.sink.passed(msg.lsn);
+        } else if (this.opts.messagePrefixes?.has(msg.prefix)) this.onMessage(msg);
         else if (!msg.transactional) this.opts.sink.passed(msg.lsn);
         return;
       case 'type':
@@ -248,7 +276,25 @@ export class Decoder {
       keyIndexes,
       jsonIndexes: msg.columns.flatMap((c, i) => (JSON_OIDS.has(this.opts.types.baseOid(c.typeOid)) ? [i] : [])),
       hashPrefix: tablePrefixHash(ref),
+      watched: (this.watchedRefs.get(ref) ?? 0) > 0,
+      loadJson: this.loadJsonByRef.get(ref) ?? '',
     });
+  }
+
+  /** Opens (`on`) or closes one bootstrap window on `ref`; windows on one table may overlap. */
+  watch(ref: string, on: boolean): void {
+    const count = Math.max(0, (this.watchedRefs.get(ref) ?? 0) + (on ? 1 : -1));
+    if (count === 0) this.watchedRefs.delete(ref);
+    else this.watchedRefs.set(ref, count);
+    for (const rel of this.relations.values()) if (rel !== null && rel.ref === ref) rel.watched = count > 0;
+  }
+
+  /** From now on every change of `ref` carries `load` (a bootstrap of it under way); undefined ends that. */
+  stampLoad(ref: string, load: string | undefined): void {
+    const json = load === undefined ? '' : `,"load":${stringifyLossless(load)}`;
+    if (json === '') this.loadJsonByRef.delete(ref);
+    else this.loadJsonByRef.set(ref, json);
+    for (const rel of this.relations.values()) if (rel !== null && rel.ref === ref) rel.loadJson = json;
   }
 
   private relation(id: number): Relation | null {
@@ -316,15 +362,22 @@ export class Decoder {
 
     const keyJson = this.objectJson(rel, keySource, rel.keyIndexes, true);
     if (oldKeySource) {
-      this.emitKeyChange(rel, tx, seq, keyJson, this.objectJson(rel, oldKeySource, rel.keyIndexes, true), after as Fragments, before, unchanged, jsonNullsAfter, jsonNullsBefore);
+      const oldKeyJson = this.objectJson(rel, oldKeySource, rel.keyIndexes, true);
+      if (rel.watched) {
+        const watcher = this.opts.watcher as StreamWatcher;
+        watcher.change(rel.ref, tx.xid, oldKeyJson, false);
+        watcher.change(rel.ref, tx.xid, keyJson, unchanged !== undefined);
+      }
+      this.emitKeyChange(rel, tx, seq, keyJson, oldKeyJson, after as Fragments, before, unchanged, jsonNullsAfter, jsonNullsBefore);
       return;
     }
+    if (rel.watched) (this.opts.watcher as StreamWatcher).change(rel.ref, tx.xid, keyJson, unchanged !== undefined);
     let extra = '';
     if (unchanged) extra += `,"unchanged":${stringifyLossless(unchanged)}`;
     if (jsonNullsAfter || jsonNullsBefore) extra += `,"jsonNulls":${stringifyLossless({ after: jsonNullsAfter, before: jsonNullsBefore })}`;
     const json =
       `{"v":1,"op":"${msg.tag}",${rel.namesJson},"key":${keyJson}` +
-      `,"after":${after ? this.objectJson(rel, after, null, false) : 'null'},"before":${before ? this.objectJson(rel, before, null, false) : 'null'}${extra}` +
+      `,"after":${after ? this.objectJson(rel, after, null, false) : 'null'},"before":${before ? this.objectJson(rel, before, null, false) : 'null'}${extra}${rel.loadJson}` +
       `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
     this.emit(this.partitionOf(rel, keyJson), json, seq);
   }
@@ -352,13 +405,13 @@ export class Decoder {
       `{"v":1,"op":"delete",${rel.namesJson},"key":${oldKeyJson},"newKey":${keyJson}` +
       `,"after":null,"before":${before ? this.objectJson(rel, before, null, false) : 'null'}` +
       (jsonNullsBefore ? `,"jsonNulls":${stringifyLossless({ before: jsonNullsBefore })}` : '') +
-      `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
+      `${rel.loadJson},"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
     const arrival =
       `{"v":1,"op":"insert",${rel.namesJson},"key":${keyJson},"oldKey":${oldKeyJson}` +
       `,"after":${this.objectJson(rel, after, null, false)},"before":null` +
       (unchanged ? `,"unchanged":${stringifyLossless(unchanged)}` : '') +
       (jsonNullsAfter ? `,"jsonNulls":${stringifyLossless({ after: jsonNullsAfter })}` : '') +
-      `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${insertSeq}},"tx":${tx.txJson}}`;
+      `${rel.loadJson},"position":{"commitLsn":"${tx.commitLsnText}","seq":${insertSeq}},"tx":${tx.txJson}}`;
     this.emit(this.partitionOf(rel, oldKeyJson), removal, seq);
     this.emit(this.partitionOf(rel, keyJson), arrival, insertSeq);
   }
@@ -404,10 +457,12 @@ export class Decoder {
     for (const id of msg.relationIds) {
       const rel = this.relation(id);
       if (rel === null) continue;
+      // Watched or not: a truncate during a load starts the load over.
+      this.opts.watcher?.truncate(rel.ref, tx.xid);
       const seq = tx.seq++;
       const json =
         `{"v":1,"op":"truncate",${rel.namesJson},"key":null,"after":null,"before":null` +
-        `,"truncate":{"cascade":${msg.cascade},"restartIdentity":${msg.restartIdentity}}` +
+        `,"truncate":{"cascade":${msg.cascade},"restartIdentity":${msg.restartIdentity}}${rel.loadJson}` +
         `,"position":{"commitLsn":"${tx.commitLsnText}","seq":${seq}},"tx":${tx.txJson}}`;
       this.changes++;
       this.opts.sink.broadcast(json, Buffer.byteLength(json), seq);

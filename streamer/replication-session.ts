@@ -9,6 +9,8 @@ import { Decoder, type ChangeSink, type TableInfo } from './decoder.ts';
 import { ReplicationStream } from './replication.ts';
 import type { PreparedSource } from './source.ts';
 import { SqsSink } from './sqs-sink.ts';
+import type { BootstrapHost, EmittedChange } from './bootstrap/host.ts';
+import { StreamView } from './bootstrap/stream-view.ts';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { StreamerConfig } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
@@ -34,11 +36,16 @@ export interface SessionDeps {
  * checkpoint confirms once SQS accepted everything before them. The Streamer runs one at a
  * time, and starts the next from the position this one left safe.
  */
-export class ReplicationSession implements ChangeSink {
+export class ReplicationSession implements ChangeSink, BootstrapHost {
   readonly checkpoint: Checkpoint;
   readonly batcher: Batcher;
   readonly sink: SqsSink;
   readonly decoder: Decoder;
+  /** The bootstrap's view of this session's stream (its windows and marks). */
+  readonly view: StreamView;
+  /** Resolves when the session closed. */
+  readonly ended: Promise<void>;
+  private markEnded!: () => void;
   replication!: ReplicationStream;
   serverLsn = 0n;
   private marker: TxMarker | undefined;
@@ -86,7 +93,10 @@ export class ReplicationSession implements ChangeSink {
       },
       (m) => this.sink.enqueue(m),
     );
+    this.ended = new Promise((resolve) => (this.markEnded = resolve));
+    this.view = new StreamView(config.slotName, { watch: (ref, on) => this.decoder.watch(ref, on) });
     this.decoder = new Decoder({
+      watcher: this.view,
       types,
       tables: source.tables as Map<string, TableInfo>,
       slotName: config.slotName,
@@ -191,6 +201,40 @@ export class ReplicationSession implements ChangeSink {
     this.checkpoint.keepalive(walEnd);
   }
 
+  // --- BootstrapHost: the bootstrap emits its reads and marks here, from the decoder's call at the mark ---
+
+  stampLoad(ref: string, loadId: string | undefined): void {
+    this.decoder.stampLoad(ref, loadId);
+  }
+
+  emitAt(lsn: bigint, changes: EmittedChange[], onAccepted: () => void): void {
+    if (this.cut) return;
+    if (lsn > this.serverLsn) this.serverLsn = lsn;
+    const marker = this.checkpoint.begin();
+    marker.onAccepted = onAccepted;
+    for (const c of changes) this.batcher.add(c.partition, c.json, c.bytes, marker, lsn, c.seq);
+    this.decoder.changes += changes.length;
+    this.checkpoint.commit(marker, lsn);
+    this.checkBackpressure();
+  }
+
+  broadcastAt(lsn: bigint, json: string, onAccepted: () => void): void {
+    if (this.cut) return;
+    if (lsn > this.serverLsn) this.serverLsn = lsn;
+    const marker = this.checkpoint.begin();
+    marker.onAccepted = onAccepted;
+    const bytes = Buffer.byteLength(json);
+    for (let p = 0; p < this.deps.config.partitions; p++) this.batcher.add(p, json, bytes, marker, lsn, 0);
+    this.decoder.changes++;
+    this.checkpoint.commit(marker, lsn);
+    this.checkBackpressure();
+  }
+
+  backlog(): { inFlightBytes: number; maxInFlightBytes: number; lagBytes: number } {
+    const safe = this.checkpoint.safeLsn;
+    return { inFlightBytes: this.inFlightBytes, maxInFlightBytes: this.deps.config.maxInFlightBytes, lagBytes: this.serverLsn > safe ? Number(this.serverLsn - safe) : 0 };
+  }
+
   standalone(partition: number, json: string, bytes: number, lsn: bigint): void {
     if (this.cut) return;
     // Its own marker, closed at once at the message's LSN (the end of its WAL record, so a
@@ -268,6 +312,7 @@ export class ReplicationSession implements ChangeSink {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.markEnded();
     this.clearTimers();
     this.sink.stop();
     await this.replication?.stop();

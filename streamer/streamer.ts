@@ -12,6 +12,7 @@ import { TypeRegistry } from '#core/values/registry.ts';
 import { isAuthFailure } from '#shared/connection.ts';
 import type { Logger } from './log.ts';
 import { emfDocument } from '#core/emf.ts';
+import { Bootstrapper } from './bootstrap/bootstrapper.ts';
 import { ReplicationSession, type SessionDeps } from './replication-session.ts';
 import { backoffDelay } from '#core/backoff.ts';
 import { loadTypes, prepareSource, type PreparedSource } from './source.ts';
@@ -56,6 +57,8 @@ export class Streamer {
   private wakeBackoff: (() => void) | undefined;
   private session: ReplicationSession | undefined;
   private prepared: PreparedSource | undefined;
+  private bootstrapper: Bootstrapper | undefined;
+  private bootstrapping: Promise<void> | undefined;
   private types = new TypeRegistry();
   private safeLsn = 0n;
   private serverLsn = 0n;
@@ -96,10 +99,22 @@ export class Streamer {
       });
       this.safeLsn = this.prepared.slot.confirmedFlushLsn;
       this.markReady();
+      const prepared = this.prepared;
+      this.bootstrapper = new Bootstrapper({
+        config,
+        log: this.log,
+        connections: this.deps.connections,
+        tables: prepared.tables,
+        serverVersion: prepared.serverVersion,
+        types: () => this.types,
+        loadTypes: (oids) => this.loadMissingTypes(oids),
+      });
+      this.bootstrapping = this.bootstrapper.run();
       let failures = 0;
       while (!this.stopping) {
         const session = new ReplicationSession(this.deps, this.prepared, this.types, this.safeLsn, (lsn) => this.loadMissingTypes(lsn));
         this.session = session;
+        this.bootstrapper.attach(session);
         this.sessions++;
         let lost: unknown;
         try {
@@ -148,6 +163,8 @@ export class Streamer {
         await this.backoff(delay);
       }
     } finally {
+      this.bootstrapper?.stop();
+      await this.bootstrapping;
       clearInterval(this.metricsTimer);
       this.emitMetrics();
       this.session = undefined;
@@ -160,6 +177,7 @@ export class Streamer {
     this.stopping = true;
     this.log.info('stopping', { reason });
     this.wakeBackoff?.();
+    this.bootstrapper?.stop();
     await this.session?.shutdown(this.deps.config.shutdownTimeoutMs);
   }
 

@@ -26,7 +26,7 @@ export const transaction = z.object({
   commitTime: z.string(),
 });
 
-export const changeOp = z.enum(['insert', 'update', 'delete', 'truncate', 'snapshot', 'gap', 'message']);
+export const changeOp = z.enum(['insert', 'update', 'delete', 'truncate', 'gap', 'snapshot', 'bootstrap.started', 'bootstrap.completed', 'message']);
 export type ChangeOp = z.infer<typeof changeOp>;
 
 /**
@@ -62,9 +62,30 @@ export const logicalMessage = z.object({
 });
 export type LogicalMessage = z.infer<typeof logicalMessage>;
 
+/**
+ * A bootstrap: one load of a table's existing rows, read in key-ordered chunks while the
+ * stream goes on, each chunk reconciled against the stream (see the README, Bootstrap).
+ */
+export const bootstrapLoad = z.object({
+  /** Names the load; every snapshot row and every change of the table during it carries it as `load`. */
+  id: z.string(),
+  /** `initial` (never loaded), `gap` (re-read to repair lost changes), `operator` (pgrelay bootstrap). */
+  reason: z.enum(['initial', 'gap', 'operator']),
+  /** For `gap`: changes after `afterLsn` and before `untilLsn` were lost; the load repairs them. */
+  gap: z.object({ afterLsn: z.string().nullable(), untilLsn: z.string().nullable() }).optional(),
+  /**
+   * On completion: `complete` (every row was read: nodes of the table not seen during the load no
+   * longer exist), `cancelled` or `failed` (the load stopped early: sweep nothing).
+   */
+  outcome: z.enum(['complete', 'cancelled', 'failed']).optional(),
+  /** On completion: rows read. */
+  rows: z.number().int().nonnegative().optional(),
+});
+export type BootstrapLoad = z.infer<typeof bootstrapLoad>;
+
 const rowChangeEvent = z.object({
   v: z.literal(1),
-  op: changeOp.exclude(['message']),
+  op: changeOp.extract(['insert', 'update', 'delete', 'truncate', 'gap']),
   schema: z.string(),
   table: z.string(),
   /** Key columns → values (tableKeys, replica identity index or primary key); null for truncate and gap. */
@@ -93,8 +114,45 @@ const rowChangeEvent = z.object({
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
   /** For op `gap`: which changes of this table were lost (key, after and before are null). */
   gap: gap.optional(),
+  /** The bootstrap load of this table under way when the change was streamed (its id). */
+  load: z.string().optional(),
   position,
   tx: transaction,
+});
+
+/** A row read by a bootstrap: an upsert of the row as it was in the chunk's snapshot. */
+const snapshotChangeEvent = z.object({
+  v: z.literal(1),
+  op: z.literal('snapshot'),
+  schema: z.string(),
+  table: z.string(),
+  key: row,
+  after: row,
+  before: z.null(),
+  jsonNulls: z.object({ after: z.array(z.string()).optional() }).optional(),
+  /** The load that read it. */
+  load: z.string(),
+  /** `commitLsn` is the LSN of the chunk's marker in the WAL, `seq` the row's index in the chunk. */
+  position,
+  /** No transaction wrote it: always null. */
+  tx: z.null(),
+});
+
+/**
+ * The start and the end of a table's load, sent to every partition (like a truncate) at the
+ * position of its marker in the WAL, so each is ordered against every row of the table.
+ */
+const bootstrapMarkerEvent = z.object({
+  v: z.literal(1),
+  op: changeOp.extract(['bootstrap.started', 'bootstrap.completed']),
+  schema: z.string(),
+  table: z.string(),
+  key: z.null(),
+  after: z.null(),
+  before: z.null(),
+  bootstrap: bootstrapLoad,
+  position,
+  tx: z.null(),
 });
 
 const messageChangeEvent = z.object({
@@ -107,10 +165,13 @@ const messageChangeEvent = z.object({
   tx: transaction.nullable(),
 });
 
-/** One change: a row change (or truncate, gap, bootstrap read) of a table, or a logical message. */
-export const changeEvent = z.discriminatedUnion('op', [rowChangeEvent, messageChangeEvent]);
+/** One change: a row change (or truncate, gap) of a table, a bootstrap read or marker, or a logical message. */
+export const changeEvent = z.discriminatedUnion('op', [rowChangeEvent, snapshotChangeEvent, bootstrapMarkerEvent, messageChangeEvent]);
 export type ChangeEvent = z.infer<typeof changeEvent>;
+/** A change the stream carried from a transaction: insert, update, delete, truncate, gap. */
 export type RowChangeEvent = z.infer<typeof rowChangeEvent>;
+export type SnapshotChangeEvent = z.infer<typeof snapshotChangeEvent>;
+export type BootstrapMarkerEvent = z.infer<typeof bootstrapMarkerEvent>;
 export type MessageChangeEvent = z.infer<typeof messageChangeEvent>;
 
 /** The body of one message on the changes queue: many changes of one partition, in order. */
@@ -147,7 +208,16 @@ export type ChangeBatchRef = z.infer<typeof changeBatchRef>;
 // ---------------------------------------------------------------------------------------
 // GraphNodeEvent: what subscribers receive (EventBridge detail, nodes-queue message body).
 
-export const graphEventType = z.enum(['node.inserted', 'node.updated', 'node.deleted', 'label.truncated', 'label.gap', 'message.emitted']);
+export const graphEventType = z.enum([
+  'node.inserted',
+  'node.updated',
+  'node.deleted',
+  'label.truncated',
+  'label.gap',
+  'label.snapshot.started',
+  'label.snapshot.completed',
+  'message.emitted',
+]);
 export type GraphEventType = z.infer<typeof graphEventType>;
 
 export const graphNode = z.object({
@@ -175,6 +245,15 @@ const nodeEvent = z.object({
   jsonNulls: z.array(z.string()).optional(),
   /** Set on events from a bootstrap read of existing rows (type is node.updated: insert-or-update). */
   snapshot: z.literal(true).optional(),
+  /** The bootstrap load of this label under way (snapshot rows, and live changes during it): see `bootstrap`. */
+  load: z.string().optional(),
+  /** On label.snapshot.started / label.snapshot.completed: the load, its reason, and at completion its outcome. */
+  bootstrap: bootstrapLoad.optional(),
+  /**
+   * On the nodes queue, for an event sent to every message group (label.*): which group this
+   * copy is in (`index` of `count`), so a consumer can act on that group's nodes.
+   */
+  group: z.object({ index: z.number().int().nonnegative(), count: z.number().int().positive() }).optional(),
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
   /** On label.gap: changes of every node of this label in a WAL range were lost (see `gap`). */
   gap: gap.optional(),
@@ -184,7 +263,8 @@ const nodeEvent = z.object({
    */
   keyChange: z.object({ oldId: z.string(), newId: z.string() }).optional(),
   position,
-  tx: transaction,
+  /** Null for a bootstrap read (snapshot: true) and for label.snapshot.* : no transaction wrote them. */
+  tx: transaction.nullable(),
 });
 
 const messageEvent = z.object({
@@ -219,7 +299,7 @@ export const graphNodeEventRef = z.discriminatedUnion('type', [
     source: z.string(),
     node: z.object({ id: z.string().nullable(), label: z.string() }),
     position,
-    tx: transaction,
+    tx: transaction.nullable(),
     payloadRef,
   }),
   z.object({

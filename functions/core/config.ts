@@ -71,17 +71,64 @@ export const messagesSchema = z
   })
   .strict();
 
+/**
+ * One streamed table: `schema.table` (a bare name means `public`), or an object with that name
+ * and the table's own settings. The construct's props take the same entries.
+ */
+export const tableEntrySchema = z.preprocess(
+  (entry) => (typeof entry === 'string' ? { table: entry } : entry),
+  z
+    .object({
+      table: z.string({ error: 'a table name (schema.table), or an object with one in "table"' }),
+      /**
+       * `auto`: the monitor requests the table's initial load (every existing row as a snapshot
+       * event) when it was never loaded; `off`: only `pgrelay bootstrap` or a gap repair loads it.
+       * @default 'auto'
+       */
+      bootstrap: z.enum(['auto', 'off']).default('auto'),
+    })
+    .strict(),
+);
+
+/** What a `tables` entry may be in the config document and the construct's props. */
+export type TableEntryInput = string | { table: string; bootstrap?: 'auto' | 'off' };
+
+/** A configured table, parsed: its name and its settings with defaults applied. */
+export interface TableConfig extends TableName {
+  bootstrap: 'auto' | 'off';
+}
+
+/** Bootstrap (initial loads) in the streamer: how it reads, and how gently. */
+const bootstrapSchema = z
+  .object({
+    /** How often the streamer looks for load requests in the state schema. */
+    pollIntervalMs: z.number().int().min(100).max(600_000).default(5_000),
+    /** Tables loaded at once. */
+    concurrency: z.number().int().min(1).max(16).default(1),
+    /** Rows of the first chunk; the size grows while a chunk reads within `chunkTargetMs`. */
+    chunkMinRows: z.number().int().min(1).max(1_000_000).default(1_000),
+    chunkMaxRows: z.number().int().min(1).max(1_000_000).default(50_000),
+    /** A chunk stops growing once its rows hold this many bytes. */
+    chunkMaxBytes: z.number().int().min(64 * KIB).max(256 * MIB).default(8 * MIB),
+    /** How long reading one chunk may take before the next one is made smaller. */
+    chunkTargetMs: z.number().int().min(10).max(60_000).default(250),
+    /** Reading waits while the slot's unconfirmed WAL exceeds this (live changes first). */
+    maxLagBytes: z.number().int().min(MIB).default(64 * MIB),
+  })
+  .strict();
+
 export const streamerConfigSchema = z
   .object({
     /** Names this source in logs, metrics and (later) event sources. */
     sourceId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lower-case letters, digits and -, at most 40').default('default'),
     database: databaseSchema,
     /** Tables to stream, `schema.table` (a bare name means `public`). */
-    tables: z.array(z.string()).min(1, 'list at least one table'),
+    tables: z.array(tableEntrySchema).min(1, 'list at least one table'),
     /** Key columns for tables without a primary key or replica identity index. */
     tableKeys: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
     slotName: z.string().regex(SLOT_NAME, 'lower-case letters, digits and _, at most 63').optional(),
     publicationName: z.string().min(1).max(63).optional(),
+    bootstrap: bootstrapSchema.default(bootstrapSchema.parse({})),
     /** Logical messages to deliver as `message` changes (PostgreSQL 14+). @default { prefixes: [] }: none */
     messages: messagesSchema.default({ prefixes: [] }),
     /** Create the publication, or add missing tables to it, when privileges allow. */
@@ -139,7 +186,7 @@ export const streamerConfigSchema = z
 export type StreamerConfigInput = z.input<typeof streamerConfigSchema>;
 
 export interface StreamerConfig extends Omit<z.output<typeof streamerConfigSchema>, 'tables' | 'tableKeys' | 'slotName' | 'publicationName'> {
-  tables: TableName[];
+  tables: TableConfig[];
   /** Keyed by `schema.table`. */
   tableKeys: Map<string, string[]>;
   slotName: string;
@@ -159,19 +206,22 @@ function issuePath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(config)' : path.map(String).join('.');
 }
 
-/** `tables`: each `schema.table` parsed, none twice; problems pushed by index. */
-export function parseTableList(value: unknown, problems: string[]): TableName[] {
-  const tables: TableName[] = [];
+/** `tables`: each entry's name parsed, none twice, settings defaulted; problems pushed by index. */
+export function parseTableList(value: unknown, problems: string[]): TableConfig[] {
+  const tables: TableConfig[] = [];
   const seen = new Set<string>();
   if (!Array.isArray(value)) return tables;
-  value.forEach((t, i) => {
-    if (typeof t !== 'string') return;
-    const parsed = parseTableName(t);
-    if (typeof parsed === 'string') problems.push(`tables.${i}: ${parsed}`);
-    else if (seen.has(tableKey(parsed))) problems.push(`tables.${i}: ${tableKey(parsed)} is listed twice`);
+  value.forEach((entry, i) => {
+    const checked = tableEntrySchema.safeParse(entry);
+    if (!checked.success) return; // the schema's own issues name it
+    const e = checked.data;
+    const parsed = parseTableName(e.table);
+    const at = typeof entry === 'string' ? `tables.${i}` : `tables.${i}.table`;
+    if (typeof parsed === 'string') problems.push(`${at}: ${parsed}`);
+    else if (seen.has(tableKey(parsed))) problems.push(`${at}: ${tableKey(parsed)} is listed twice`);
     else {
       seen.add(tableKey(parsed));
-      tables.push(parsed);
+      tables.push({ ...parsed, bootstrap: e.bootstrap });
     }
   });
   return tables;
@@ -297,8 +347,8 @@ const labelList = z.array(z.string().min(1)).min(1).optional();
 export const transformConfigSchema = z
   .object({
     sourceId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lower-case letters, digits and -, at most 40').default('default'),
-    /** The streamed tables, `schema.table`: labels are table names, schema-qualified only where two share a name. */
-    tables: z.array(z.string()).min(1, 'list at least one table'),
+    /** The streamed tables (as for the streamer): labels are table names, schema-qualified only where two share a name. */
+    tables: z.array(tableEntrySchema).min(1, 'list at least one table'),
     outputs: z
       .object({
         /** EventBridge bus: Source `pgrelay.<sourceId>`, DetailType the event type. */
@@ -326,7 +376,7 @@ export const transformConfigSchema = z
 
 export type TransformConfigInput = z.input<typeof transformConfigSchema>;
 export interface TransformConfig extends Omit<z.output<typeof transformConfigSchema>, 'tables'> {
-  tables: TableName[];
+  tables: TableConfig[];
 }
 
 export function parseTransformConfig(input: unknown): TransformConfig {

@@ -15,8 +15,11 @@
  *              `truncate` flags, emitted only for the copy in partition 0 (see below).
  * - gap      → `label.gap` the same way, with the `gap` (which changes were lost, and whether
  *              a re-read was requested).
- * - snapshot → `node.updated` with `snapshot: true`: a bootstrap read of an existing row, which
- *              subscribers apply as an upsert. properties = `after`.
+ * - snapshot → `node.updated` with `snapshot: true` and `tx: null`: a bootstrap read of an
+ *              existing row, which subscribers apply as an upsert. properties = `after`.
+ * - bootstrap.started / bootstrap.completed → `label.snapshot.started` / `.completed` with the
+ *              load (`bootstrap`), once, from the copy in partition 0 like a truncate.
+ * - `load` (the bootstrap of the table under way) is copied to the node events.
  * - message  → `message.emitted` with the logical message (prefix, content, encoding).
  *
  * Every event carries `v`, `source`, and the change's `position` and `tx` unchanged (the same
@@ -61,9 +64,34 @@ export function toGraphEvent(change: ChangeEvent, ctx: GraphEventContext): Graph
     }
 
     case 'snapshot': {
-      const event = fromAfter('node.updated', change, ctx, label, requireKey(change, change.key));
-      event.snapshot = true;
+      const event: NodeEvent = {
+        v: 1,
+        type: 'node.updated',
+        source: ctx.source,
+        node: { id: nodeId(label, change.key), label, properties: change.after },
+        snapshot: true,
+        load: change.load,
+        position: change.position,
+        tx: null,
+      };
+      const jsonNulls = change.jsonNulls?.after;
+      if (jsonNulls !== undefined && jsonNulls.length > 0) event.jsonNulls = jsonNulls;
       return event;
+    }
+
+    case 'bootstrap.started':
+    case 'bootstrap.completed': {
+      // Sent to every partition, like a truncate: the copy in partition 0 speaks (see below).
+      if (ctx.partition !== 0) return null;
+      return {
+        v: 1,
+        type: change.op === 'bootstrap.started' ? 'label.snapshot.started' : 'label.snapshot.completed',
+        source: ctx.source,
+        node: { id: null, label, properties: {} },
+        bootstrap: change.bootstrap,
+        position: change.position,
+        tx: null,
+      };
     }
 
     case 'update': {
@@ -125,6 +153,7 @@ function fromAfter(type: 'node.inserted' | 'node.updated', change: RowChangeEven
   if (change.unchanged !== undefined && change.unchanged.length > 0) event.unchanged = change.unchanged;
   const jsonNulls = change.jsonNulls?.after;
   if (jsonNulls !== undefined && jsonNulls.length > 0) event.jsonNulls = jsonNulls;
+  if (change.load !== undefined) event.load = change.load;
   return event;
 }
 
@@ -140,6 +169,7 @@ function fromBefore(change: RowChangeEvent, ctx: GraphEventContext, label: strin
   };
   const jsonNulls = change.before !== null ? change.jsonNulls?.before : undefined;
   if (jsonNulls !== undefined && jsonNulls.length > 0) event.jsonNulls = jsonNulls;
+  if (change.load !== undefined) event.load = change.load;
   return event;
 }
 

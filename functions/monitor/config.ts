@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { databaseProblems, jsonFromEnv, zodProblems, parseTableList, streamerConfigSchema, type StreamerConfig } from '#core/config.ts';
 import { ConfigError } from '#core/errors.ts';
-import type { TableName } from '#core/identifiers.ts';
+import type { TableConfig } from '#core/config.ts';
 
 const shared = streamerConfigSchema.shape;
 
@@ -59,7 +59,7 @@ export type MonitorConfigInput = z.input<typeof monitorConfigSchema>;
 export interface MonitorConfig {
   sourceId: string;
   database: StreamerConfig['database'];
-  tables: TableName[];
+  tables: TableConfig[];
   slotName: string;
   publicationName: string;
   stateSchema: string;

@@ -21,7 +21,8 @@
 import type { Client } from 'pg';
 import { SourceError } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, tableKey } from '#core/identifiers.ts';
-import { ensureStateSchema, readSlotWatch, requestBootstrap, writeSlotWatch, type SlotWatch } from '#shared/source-state.ts';
+import { requestBootstrap } from '#shared/bootstrap-state.ts';
+import { ensureStateSchema, readSlotWatch, writeSlotWatch, type SlotWatch } from '#shared/source-state.ts';
 import { GAP_PREFIX, type GapNotice } from '#core/gap-notice.ts';
 import { readStatus, type SlotDetails, type SourceStatus } from '#shared/source-status.ts';
 import type { MonitorConfig } from './config.ts';
@@ -169,7 +170,8 @@ export async function guard(client: Client, config: MonitorConfig, deps: Guardia
     }
 
     if (config.bootstrapNewTables && status.slot.state === 'ok') {
-      const never = status.tables.filter((t) => t.configured && t.inPublication && t.bootstrap.state === 'not-requested').map((t) => t.table);
+      const auto = new Set(config.tables.filter((t) => t.bootstrap === 'auto').map(tableKey));
+      const never = status.tables.filter((t) => t.configured && t.inPublication && t.bootstrap.state === 'not-requested' && auto.has(t.table)).map((t) => t.table);
       const requested = await requestBootstrap(client, stateSchema, config.slotName, never, { reason: 'initial', by: 'pgrelay-monitor', detail: 'configured table never loaded' });
       if (requested.length > 0) {
         actions.push({ kind: 'request-bootstrap', reason: 'initial', tables: requested });

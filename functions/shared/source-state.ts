@@ -39,33 +39,40 @@ export interface SlotWatch {
   gapUntilLsn: string | null;
 }
 
-export const bootstrapStates = ['requested', 'running', 'done', 'failed'] as const;
-export type BootstrapState = (typeof bootstrapStates)[number];
-
 /**
- * Why a table is (re)loaded: `initial` (never loaded since pgrelay started watching it),
- * `gap` (the slot was lost and recreated: changes in a WAL range were never streamed, and the
- * re-read repairs them), `operator` (asked for with `pgrelay bootstrap`).
+ * What a load records as it goes (added to the bootstrap table by migrateBootstrapTable where
+ * the table predates them): the load's id, where it is (the last key whose chunk SQS accepted,
+ * as the key columns' text values, and the last key at the start, which bounds the load), rows
+ * and bytes so far, the estimate from pg_class.reltuples, and when it started and finished.
  */
-export type BootstrapReason = 'initial' | 'gap' | 'operator';
+const BOOTSTRAP_PROGRESS_COLUMNS = [
+  'load_id text',
+  'last_key text[]',
+  'upper_key text[]',
+  'rows_read bigint NOT NULL DEFAULT 0',
+  'bytes_read bigint NOT NULL DEFAULT 0',
+  'rows_estimated bigint',
+  'started_at timestamptz',
+  'finished_at timestamptz',
+];
 
-export interface BootstrapRequest {
-  /** `schema.table`, unquoted. */
-  table: string;
-  state: BootstrapState;
-  reason: BootstrapReason;
-  /** For `gap`: changes after the first and before the second position were lost. */
-  gapAfterLsn: string | null;
-  gapUntilLsn: string | null;
-  requestedAt: Date;
-  requestedBy: string;
-  updatedAt: Date;
-  detail: string | null;
+/** Brings a bootstrap table made by an earlier release up to date; does nothing (one catalog query) when it is. */
+async function migrateBootstrapTable(client: Client, schema: string): Promise<void> {
+  const n = stateNames(schema);
+  const { rows } = await client.query<{ current: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'load_id' AND NOT attisdropped) AS current`,
+    [`${n.schema}.bootstrap`],
+  );
+  if (rows[0]?.current) return;
+  await client.query(`ALTER TABLE ${n.bootstrap} ${BOOTSTRAP_PROGRESS_COLUMNS.map((c) => `ADD COLUMN IF NOT EXISTS ${c}`).join(', ')},
+    DROP CONSTRAINT IF EXISTS bootstrap_state_check,
+    ADD CONSTRAINT bootstrap_state_check CHECK (state IN ('requested', 'running', 'done', 'failed', 'cancelled'))`);
 }
 
 export const DEFAULT_STATE_SCHEMA = 'pgrelay';
 
-function names(schema: string) {
+/** The quoted names of the state schema's objects. */
+export function stateNames(schema: string) {
   const s = quoteIdent(schema);
   return { schema: s, watch: `${s}.slot_watch`, bootstrap: `${s}.bootstrap` };
 }
@@ -75,7 +82,7 @@ function names(schema: string) {
  * Needs CREATE on the database the first time, or a schema made for the user beforehand.
  */
 export async function ensureStateSchema(client: Client, schema: string): Promise<void> {
-  const n = names(schema);
+  const n = stateNames(schema);
   const ddl = [
     `CREATE SCHEMA IF NOT EXISTS ${n.schema}`,
     `CREATE TABLE IF NOT EXISTS ${n.watch} (
@@ -98,7 +105,7 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
     `CREATE TABLE IF NOT EXISTS ${n.bootstrap} (
        slot_name text NOT NULL,
        table_name text NOT NULL,
-       state text NOT NULL CHECK (state IN ('requested', 'running', 'done', 'failed')),
+       state text NOT NULL CHECK (state IN ('requested', 'running', 'done', 'failed', 'cancelled')),
        reason text NOT NULL CHECK (reason IN ('initial', 'gap', 'operator')),
        gap_after_lsn pg_lsn,
        gap_until_lsn pg_lsn,
@@ -106,12 +113,14 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
        requested_by text NOT NULL,
        updated_at timestamptz NOT NULL DEFAULT now(),
        detail text,
+       ${BOOTSTRAP_PROGRESS_COLUMNS.join(',\n       ')},
        PRIMARY KEY (slot_name, table_name)
      )`,
   ];
   for (let attempt = 1; ; attempt++) {
     try {
       for (const sql of ddl) await client.query(sql);
+      await migrateBootstrapTable(client, schema);
       return;
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -184,7 +193,7 @@ function watchFromRow(r: WatchRowText): SlotWatch {
 /** The slot's watch row; `forUpdate` locks it for the rest of the caller's transaction. */
 export async function readSlotWatch(client: Client, schema: string, slotName: string, opts: { forUpdate?: boolean } = {}): Promise<SlotWatch | undefined> {
   const { rows } = await client.query<WatchRowText>(
-    `SELECT ${WATCH_COLUMNS} FROM ${names(schema).watch} WHERE slot_name = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`,
+    `SELECT ${WATCH_COLUMNS} FROM ${stateNames(schema).watch} WHERE slot_name = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`,
     [slotName],
   );
   return rows[0] ? watchFromRow(rows[0]) : undefined;
@@ -193,7 +202,7 @@ export async function readSlotWatch(client: Client, schema: string, slotName: st
 /** Inserts or replaces the slot's watch row. */
 export async function writeSlotWatch(client: Client, schema: string, w: SlotWatch): Promise<void> {
   await client.query(
-    `INSERT INTO ${names(schema).watch} (slot_name, generation, registered_at, confirmed_lsn, confirmed_seen_at, inactive_since,
+    `INSERT INTO ${stateNames(schema).watch} (slot_name, generation, registered_at, confirmed_lsn, confirmed_seen_at, inactive_since,
        heartbeat_lsn, heartbeat_at, last_stop_at, last_stop_reason, lost_at, lost_after_lsn, recreated_at, gap_after_lsn, gap_until_lsn)
      VALUES ($1, $2, $3, $4::pg_lsn, $5, $6, $7::pg_lsn, $8, $9, $10, $11, $12::pg_lsn, $13, $14::pg_lsn, $15::pg_lsn)
      ON CONFLICT (slot_name) DO UPDATE SET
@@ -224,70 +233,7 @@ export async function writeSlotWatch(client: Client, schema: string, w: SlotWatc
 
 /** Forget a slot (an operator dropped it on purpose): its watch row and its bootstrap rows. */
 export async function forgetSlot(client: Client, schema: string, slotName: string): Promise<void> {
-  const n = names(schema);
+  const n = stateNames(schema);
   await client.query(`DELETE FROM ${n.watch} WHERE slot_name = $1`, [slotName]);
   await client.query(`DELETE FROM ${n.bootstrap} WHERE slot_name = $1`, [slotName]);
-}
-
-export async function readBootstrapRequests(client: Client, schema: string, slotName: string): Promise<Map<string, BootstrapRequest>> {
-  const { rows } = await client.query<{
-    table_name: string;
-    state: BootstrapState;
-    reason: BootstrapReason;
-    gap_after_lsn: string | null;
-    gap_until_lsn: string | null;
-    requested_at: Date;
-    requested_by: string;
-    updated_at: Date;
-    detail: string | null;
-  }>(
-    `SELECT table_name, state, reason, gap_after_lsn::text, gap_until_lsn::text, requested_at, requested_by, updated_at, detail
-     FROM ${names(schema).bootstrap} WHERE slot_name = $1 ORDER BY table_name`,
-    [slotName],
-  );
-  return new Map(
-    rows.map((r) => [
-      r.table_name,
-      {
-        table: r.table_name,
-        state: r.state,
-        reason: r.reason,
-        gapAfterLsn: r.gap_after_lsn,
-        gapUntilLsn: r.gap_until_lsn,
-        requestedAt: r.requested_at,
-        requestedBy: r.requested_by,
-        updatedAt: r.updated_at,
-        detail: r.detail,
-      },
-    ]),
-  );
-}
-
-/**
- * Asks for tables to be loaded. An `initial` request never replaces an existing row (a table
- * loaded or being loaded is left alone); a `gap` or `operator` request replaces whatever is
- * there, because what was loaded before no longer covers what was lost. Returns the tables
- * whose row was written.
- */
-export async function requestBootstrap(
-  client: Client,
-  schema: string,
-  slotName: string,
-  tables: string[],
-  request: { reason: BootstrapReason; by: string; gapAfterLsn?: string | null; gapUntilLsn?: string | null; detail?: string },
-): Promise<string[]> {
-  if (tables.length === 0) return [];
-  const conflict =
-    request.reason === 'initial'
-      ? 'DO NOTHING'
-      : `DO UPDATE SET state = 'requested', reason = EXCLUDED.reason, gap_after_lsn = EXCLUDED.gap_after_lsn, gap_until_lsn = EXCLUDED.gap_until_lsn,
-           requested_at = EXCLUDED.requested_at, requested_by = EXCLUDED.requested_by, updated_at = EXCLUDED.updated_at, detail = EXCLUDED.detail`;
-  const { rows } = await client.query<{ table_name: string }>(
-    `INSERT INTO ${names(schema).bootstrap} (slot_name, table_name, state, reason, gap_after_lsn, gap_until_lsn, requested_by, detail)
-     SELECT $1, t, 'requested', $3, $4::pg_lsn, $5::pg_lsn, $6, $7 FROM unnest($2::text[]) AS t
-     ON CONFLICT (slot_name, table_name) ${conflict}
-     RETURNING table_name`,
-    [slotName, tables, request.reason, request.gapAfterLsn ?? null, request.gapUntilLsn ?? null, request.by, request.detail ?? null],
-  );
-  return rows.map((r) => r.table_name).sort();
 }

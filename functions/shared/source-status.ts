@@ -6,7 +6,8 @@
  */
 import type { Client } from 'pg';
 import { tableKey, type TableName } from '#core/identifiers.ts';
-import { readBootstrapRequests, readSlotWatch, stateSchemaReadable, type BootstrapRequest, type SlotWatch } from '#shared/source-state.ts';
+import { readBootstrapRequests, type BootstrapRequest } from './bootstrap-state.ts';
+import { readSlotWatch, stateSchemaReadable, type SlotWatch } from '#shared/source-state.ts';
 import { formatBytes } from '#core/bytes.ts';
 import { singleRow } from './single-row.ts';
 

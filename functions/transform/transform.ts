@@ -225,7 +225,11 @@ function checkBatch(doc: unknown): ChangeBatch {
       continue;
     }
     if (typeof c.schema !== 'string' || typeof c.table !== 'string') fail(`change ${i} lacks schema/table`);
-    if (typeof c.tx !== 'object' || c.tx === null) fail(`change ${i} lacks tx`);
+    // Bootstrap reads and markers have no transaction (tx null); stream changes always do.
+    const readByBootstrap = c.op === 'snapshot' || c.op === 'bootstrap.started' || c.op === 'bootstrap.completed';
+    if (typeof c.tx !== 'object' || (c.tx === null && !readByBootstrap)) fail(`change ${i} lacks tx`);
+    if (readByBootstrap && c.op !== 'snapshot' && (typeof c.bootstrap !== 'object' || c.bootstrap === null)) fail(`change ${i} is a bootstrap marker without its load`);
+    if (c.op === 'snapshot' && (typeof c.key !== 'object' || c.key === null || typeof c.after !== 'object' || c.after === null)) fail(`change ${i} is a snapshot row without key and after`);
   }
   return doc as ChangeBatch;
 }

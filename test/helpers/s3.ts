@@ -8,7 +8,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { changeBatch, changeBatchRef, type ChangeBatch, type PayloadRef } from '#core/change-event.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import type { ReceivedMessage } from './sqs.ts';
-import type { ReceivedChange } from './streamer.ts';
+import { isStreamChange, type ReceivedChange } from './streamer.ts';
 
 const LOCAL_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 
@@ -53,7 +53,7 @@ export async function resolveChanges(
       } else {
         batch = changeBatch.parse(doc);
       }
-      for (const c of batch.changes) if (c.op !== 'message') changes.push({ ...c, partition: batch.partition, groupId: m.groupId ?? '' });
+      for (const c of batch.changes) if (isStreamChange(c)) changes.push({ ...c, partition: batch.partition, groupId: m.groupId ?? '' });
     }
     return { changes, refs };
   } finally {

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { changeBatch, type ChangeEvent, type MessageChangeEvent, type RowChangeEvent } from '#core/change-event.ts';
+import { changeBatch, type BootstrapMarkerEvent, type ChangeEvent, type MessageChangeEvent, type RowChangeEvent, type SnapshotChangeEvent } from '#core/change-event.ts';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { ConnectionProvider, type SecretSource } from '#shared/connection.ts';
@@ -111,7 +111,7 @@ export function spawnStreamer(
 export type Received<T> = T & { partition: number; groupId: string };
 export type ReceivedChange = Received<RowChangeEvent>;
 
-function receivedOf(messages: ReceivedMessage[]): Received<ChangeEvent>[] {
+export function receivedOf(messages: ReceivedMessage[]): Received<ChangeEvent>[] {
   const out: Received<ChangeEvent>[] = [];
   for (const m of messages) {
     const batch = changeBatch.parse(JSON.parse(m.body));
@@ -120,9 +120,21 @@ function receivedOf(messages: ReceivedMessage[]): Received<ChangeEvent>[] {
   return out;
 }
 
-/** Parse received messages into row changes, checking each body against the ChangeBatch schema (logical messages: `logicalMessagesOf`). */
+const STREAM_OPS: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'truncate', 'gap']);
+
+/** A change a transaction wrote (not a bootstrap read or marker, not a logical message). */
+export function isStreamChange<T extends ChangeEvent>(c: T): c is Extract<T, RowChangeEvent> {
+  return STREAM_OPS.has(c.op);
+}
+
+/** Parse received messages into row changes, checking each body against the ChangeBatch schema (logical messages: `logicalMessagesOf`; bootstrap: `bootstrapOf`). */
 export function changesOf(messages: ReceivedMessage[]): ReceivedChange[] {
-  return receivedOf(messages).filter((c): c is ReceivedChange => c.op !== 'message');
+  return receivedOf(messages).filter((c): c is ReceivedChange => isStreamChange(c));
+}
+
+/** The bootstrap reads and markers among received messages. */
+export function bootstrapOf(messages: ReceivedMessage[]): Received<SnapshotChangeEvent | BootstrapMarkerEvent>[] {
+  return receivedOf(messages).filter((c): c is Received<SnapshotChangeEvent | BootstrapMarkerEvent> => c.op === 'snapshot' || c.op === 'bootstrap.started' || c.op === 'bootstrap.completed');
 }
 
 /** The logical messages (op `message`) among received messages. */

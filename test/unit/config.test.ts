@@ -23,14 +23,29 @@ describe('config', () => {
   it('applies defaults and parses table names the way PostgreSQL folds them', () => {
     const c = parseStreamerConfig(valid);
     expect(c.tables).toEqual([
-      { schema: 'public', table: 'orders' },
-      { schema: 'sales', table: 'customers' },
-      { schema: 'Sales', table: 'Line Items' },
+      { schema: 'public', table: 'orders', bootstrap: 'auto' },
+      { schema: 'sales', table: 'customers', bootstrap: 'auto' },
+      { schema: 'Sales', table: 'Line Items', bootstrap: 'auto' },
     ]);
     expect(c.slotName).toBe('pgrelay_default');
     expect(c.publicationName).toBe('pgrelay_default');
     expect(c.partitions).toBe(16);
     expect(c.batch).toEqual({ maxBytes: 256 * 1024, maxChanges: 5000, lingerMs: 50 });
+  });
+
+  it('a table entry is a name or an object with its settings; bootstrap is auto unless off; a bad entry is named', () => {
+    const c = parseStreamerConfig({ ...valid, tables: ['orders', { table: 'sales.customers', bootstrap: 'off' }, { table: 'audit' }] });
+    expect(c.tables.map((t) => [t.schema, t.table, t.bootstrap])).toEqual([
+      ['public', 'orders', 'auto'],
+      ['sales', 'customers', 'off'],
+      ['public', 'audit', 'auto'],
+    ]);
+    expect(c.bootstrap).toMatchObject({ concurrency: 1, chunkMinRows: 1000, pollIntervalMs: 5000 });
+    const problems = problemsOf({ ...valid, tables: [{ table: 'x', bootstrap: 'sometimes' }, { name: 'y' }, { table: 'bad name' }, 'orders', { table: 'public.orders' }] });
+    expect(problems.join('\n')).toMatch(/tables\.0\.bootstrap/);
+    expect(problems.join('\n')).toMatch(/tables\.1/);
+    expect(problems).toContain('tables.2.table: "bad name" is not a valid table name: use schema.table with letters, digits, _ and $, or double-quote a part (at most 63 characters each)');
+    expect(problems).toContain('tables.4.table: public.orders is listed twice');
   });
 
   it('messages: none by default; prefixes of pgrelay\'s own, empty or repeated ones are refused by name', () => {

@@ -311,12 +311,52 @@ describe('toGraphEvent: gap', () => {
   });
 });
 
-describe('toGraphEvent: snapshot', () => {
-  it('is a node.updated marked snapshot: an upsert of an existing row', () => {
-    const [event, ...rest] = run(change({ op: 'snapshot' }));
+const snapshotRow: ChangeEvent = {
+  v: 1,
+  op: 'snapshot',
+  schema: 'public',
+  table: 'orders',
+  key: { id: '42' },
+  after: { id: '42', status: 'paid', doc: null },
+  before: null,
+  jsonNulls: { after: ['doc'] },
+  load: 'L1',
+  position: { commitLsn: '0/1B86300', seq: 7 },
+  tx: null,
+};
+
+describe('toGraphEvent: bootstrap', () => {
+  it('a snapshot row is a node.updated marked snapshot, with its load and no transaction: an upsert of an existing row', () => {
+    const [event, ...rest] = run(snapshotRow);
     expect(rest).toEqual([]);
-    expect(event).toMatchObject({ type: 'node.updated', snapshot: true, node: { id: 'orders:42', properties: { status: 'paid' } } });
-    expect(event).not.toHaveProperty('previous');
+    expect(event).toStrictEqual({
+      v: 1,
+      type: 'node.updated',
+      source: 'shop',
+      node: { id: 'orders:42', label: 'orders', properties: { id: '42', status: 'paid', doc: null } },
+      snapshot: true,
+      load: 'L1',
+      jsonNulls: ['doc'],
+      position: snapshotRow.position,
+      tx: null,
+    });
+  });
+
+  it('started and completed markers are label.snapshot.* from the copy in partition 0, with the load', () => {
+    const load = { id: 'L1', reason: 'gap' as const, gap: { afterLsn: '0/10', untilLsn: '0/20' } };
+    const marker = (op: 'bootstrap.started' | 'bootstrap.completed', bootstrap: object): ChangeEvent =>
+      ({ v: 1, op, schema: 'public', table: 'orders', key: null, after: null, before: null, bootstrap, position: { commitLsn: '0/30', seq: 0 }, tx: null }) as ChangeEvent;
+    expect(run(marker('bootstrap.started', load))).toStrictEqual([
+      { v: 1, type: 'label.snapshot.started', source: 'shop', node: { id: null, label: 'orders', properties: {} }, bootstrap: load, position: { commitLsn: '0/30', seq: 0 }, tx: null },
+    ]);
+    const [done] = run(marker('bootstrap.completed', { ...load, outcome: 'complete', rows: 12 }));
+    expect(done).toMatchObject({ type: 'label.snapshot.completed', bootstrap: { outcome: 'complete', rows: 12 } });
+    expect(run(marker('bootstrap.completed', { ...load, outcome: 'complete' }), { ...ctx, partition: 3 })).toEqual([]);
+  });
+
+  it('a live change during a load carries the load', () => {
+    expect(run(change({ op: 'update', load: 'L1' }))[0]).toMatchObject({ type: 'node.updated', load: 'L1' });
+    expect(run(change({ op: 'delete', after: null, load: 'L1' }))[0]).toMatchObject({ type: 'node.deleted', load: 'L1' });
   });
 });
 
@@ -344,7 +384,7 @@ describe('toGraphEvent: the contract', () => {
       change({ op: 'insert', oldKey: { id: '41' } }),
       change({ op: 'delete', after: null }),
       change({ op: 'truncate', key: null, after: null, truncate: { cascade: false, restartIdentity: true } }),
-      change({ op: 'snapshot' }),
+      snapshotRow,
     ].flatMap((c) => run(c));
     expect(all.map((e) => e.type)).toEqual([
       'node.inserted',
