@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { changeBatch, type BootstrapMarkerEvent, type ChangeEvent, type MessageChangeEvent, type RowChangeEvent, type SnapshotChangeEvent } from '#core/change-event.ts';
-import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
+import { parseStreamerConfig, type StreamerConfigInput, type TableEntryInput } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { ConnectionProvider, type SecretSource } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
@@ -31,7 +31,7 @@ export function slotNameFor(dbUrl: string): string {
   return `s_${decodeURIComponent(new URL(dbUrl).pathname.slice(1))}`.slice(0, 63);
 }
 
-export function streamerConfig(input: Partial<StreamerConfigInput> & { dbUrl: string; queueUrl: string; sqsEndpoint: string; tables: string[] }): StreamerConfigInput {
+export function streamerConfig(input: Partial<StreamerConfigInput> & { dbUrl: string; queueUrl: string; sqsEndpoint: string; tables: TableEntryInput[] }): StreamerConfigInput {
   const { dbUrl, ...rest } = input;
   return {
     database: { url: dbUrl },

@@ -3,12 +3,18 @@
  * every partition, while the stream goes on; progress is recorded in the state schema.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseMonitorConfig } from '#monitor/config.ts';
+import { runMonitor } from '#monitor/handler.ts';
+import { ConnectionProvider } from '#shared/connection.ts';
+import { waitFor } from '#test/helpers/wait.ts';
 import { requestBootstrap, readBootstrapRequests } from '#shared/bootstrap-state.ts';
 import { ensureStateSchema } from '#shared/source-state.ts';
 import { withClient } from '#test/helpers/postgres.ts';
 import { runCleanups, runStreamer, setupDbAndQueue } from '#test/helpers/scenario.ts';
 import { receiveUntil } from '#test/helpers/sqs.ts';
-import { bootstrapOf, slotNameFor } from '#test/helpers/streamer.ts';
+import { bootstrapOf, changesOf, slotNameFor } from '#test/helpers/streamer.ts';
+import { replayChanges } from '#test/helpers/replay.ts';
+import type { ReceivedMessage } from '#test/helpers/sqs.ts';
 
 afterEach(runCleanups);
 
@@ -46,5 +52,49 @@ describe('bootstrap', () => {
     for (const c of rows) if (c.op === 'snapshot') expect(c).toMatchObject({ load: load?.id, tx: null, after: { id: c.key.id, name: `item ${String(c.key.id)}` } });
     const state = await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot));
     expect(state.get('public.items')).toMatchObject({ state: 'done', loadId: load?.id, rowsRead: 5000, lastKey: ['5000'] });
+  });
+
+  it('end to end with the monitor: a configured table that already holds rows is loaded with no operator action; a table with bootstrap off is not', async () => {
+    const { db, queue } = await setupDbAndQueue(
+      'boot_monitor',
+      `CREATE TABLE orders (id int PRIMARY KEY, total numeric(10, 2)); INSERT INTO orders SELECT g, g * 1.25 FROM generate_series(1, 1200) g;
+       CREATE TABLE audit (id int PRIMARY KEY); INSERT INTO audit SELECT generate_series(1, 10);`,
+    );
+    const slot = slotNameFor(db.url);
+    const tables = ['orders', { table: 'audit', bootstrap: 'off' as const }];
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables, partitions: PARTITIONS, bootstrap: { pollIntervalMs: 100 } });
+    await r.ready;
+    // One monitor run, as the schedule would make within a minute of the deploy.
+    const monitorConfig = parseMonitorConfig({ sourceId: 'boot', database: { url: db.url }, slotName: slot, publicationName: 'pgrelay_default', tables, heartbeat: false });
+    const summary = await runMonitor(monitorConfig, { connections: new ConnectionProvider(monitorConfig.database), write: () => undefined });
+    expect(summary.actions).toContainEqual({ kind: 'request-bootstrap', reason: 'initial', tables: ['public.orders'] });
+    const messages = await receiveUntil(queue.client, queue.queueUrl, (ms) => bootstrapOf(ms).filter((c) => c.op === 'bootstrap.completed').length >= PARTITIONS, 60_000);
+    expect(bootstrapOf(messages).filter((c) => c.op === 'snapshot')).toHaveLength(1200);
+    expect(bootstrapOf(messages).every((c) => c.table === 'orders')).toBe(true);
+    await waitFor(async () => (await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot))).get('public.orders')?.state === 'done', { timeoutMs: 10_000, message: 'the load recorded done' });
+    expect((await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot))).has('public.audit')).toBe(false);
+  });
+
+  it('a TRUNCATE during the load starts it over; it still ends complete and the replay is the table', async () => {
+    const { db, queue } = await setupDbAndQueue('boot_truncate', `CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 20000) g; CREATE TABLE sentinel (id int PRIMARY KEY)`);
+    const slot = slotNameFor(db.url);
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['items', 'sentinel'], partitions: PARTITIONS, bootstrap: { pollIntervalMs: 100, chunkMinRows: 200, chunkMaxRows: 200 } });
+    await r.ready;
+    await withClient(db.url, async (c) => {
+      await ensureStateSchema(c, 'pgrelay');
+      await requestBootstrap(c, 'pgrelay', slot, ['public.items'], { reason: 'operator', by: 'test' });
+    });
+    await waitFor(async () => ((await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot))).get('public.items')?.rowsRead ?? 0) >= 2000, { timeoutMs: 30_000, intervalMs: 10, message: '2,000 rows read' });
+    await withClient(db.url, (c) => c.query(`TRUNCATE items; INSERT INTO items SELECT g, 'after ' || g FROM generate_series(1, 3000) g`));
+    const received: ReceivedMessage[] = [];
+    received.push(...(await receiveUntil(queue.client, queue.queueUrl, (ms) => bootstrapOf(ms).filter((c) => c.op === 'bootstrap.completed').length >= PARTITIONS, 60_000)));
+    await withClient(db.url, (c) => c.query('TRUNCATE sentinel'));
+    received.push(...(await receiveUntil(queue.client, queue.queueUrl, (ms) => changesOf(ms).filter((c) => c.op === 'truncate' && c.table === 'sentinel').length >= PARTITIONS, 60_000)));
+    expect(r.logs.some((l) => l.msg === 'bootstrap starts over: the table was truncated during the load')).toBe(true);
+    expect(bootstrapOf(received).find((c) => c.op === 'bootstrap.completed')).toMatchObject({ bootstrap: { outcome: 'complete' } });
+    const replayed = replayChanges(received).tables.get('public.items') ?? new Map();
+    const { rows } = await withClient(db.url, (c) => c.query<{ id: number; v: string }>('SELECT id, v FROM items'));
+    expect(replayed.size).toBe(rows.length);
+    for (const row of rows) expect(replayed.get(JSON.stringify({ id: row.id }))).toEqual(row);
   });
 });
