@@ -11,7 +11,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import { messagesSchema, zodProblems } from '#core/config.ts';
+import { messagesSchema, tableEntrySchema, zodProblems, type TableEntryInput } from '#core/config.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 
 /** Where one source database is and how to log in. */
@@ -58,8 +58,11 @@ export interface PgRelaySourceProps {
    */
   readonly sourceId?: string;
   readonly database: PgRelayDatabase;
-  /** Tables to stream, `schema.table` (a bare name means `public`). */
-  readonly tables: string[];
+  /**
+   * Tables to stream: `schema.table` (a bare name means `public`), or `{ table, bootstrap }`
+   * where `bootstrap: 'off'` keeps the monitor from requesting the table's initial load.
+   */
+  readonly tables: TableEntryInput[];
   /**
    * Key columns for tables without a primary key (they need REPLICA IDENTITY FULL).
    * @default {}
@@ -190,7 +193,7 @@ export interface PgRelayProps {
    * Tables of a single-source relay.
    * @default - none: `sources` must be given
    */
-  readonly tables?: string[];
+  readonly tables?: TableEntryInput[];
   /**
    * Source id of a single-source relay.
    * @default 'default'
@@ -235,7 +238,7 @@ export interface PgRelayProps {
 export interface ResolvedSource {
   sourceId: string;
   database: PgRelayDatabase & { port: number; sslMode: NonNullable<PgRelayDatabase['sslMode']> };
-  tables: string[];
+  tables: TableEntryInput[];
   tableKeys: Record<string, string[]>;
   messages: PgRelayMessages;
   slotName: string;
@@ -294,7 +297,7 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
 
   // Both forms given: check both, so the one error lists everything wrong in either.
   const raw: { path: string; source: Partial<PgRelaySourceProps> }[] = [
-    ...(single ? [{ path: '', source: { sourceId: props.sourceId, database: props.database as PgRelayDatabase, tables: props.tables as string[], ...(props.tableKeys ? { tableKeys: props.tableKeys } : {}), ...(props.messages ? { messages: props.messages } : {}) } }] : []),
+    ...(single ? [{ path: '', source: { sourceId: props.sourceId, database: props.database as PgRelayDatabase, tables: props.tables as TableEntryInput[], ...(props.tableKeys ? { tableKeys: props.tableKeys } : {}), ...(props.messages ? { messages: props.messages } : {}) } }] : []),
     ...(props.sources ?? []).map((source, i) => ({ path: `sources[${i}].`, source })),
   ];
 
@@ -320,7 +323,13 @@ export function validatePgRelayProps(props: PgRelayProps): ResolvedSource[] {
     if (!Array.isArray(source.tables) || tables.length === 0) problems.push(`${path}tables: list at least one table (schema.table)`);
     const keys = new Map<string, number>();
     for (const [i, t] of tables.entries()) {
-      const parsed = parseTableName(String(t));
+      // The streamer's own entry schema: what synth accepts, the task accepts.
+      const entry = tableEntrySchema.safeParse(t);
+      if (!entry.success) {
+        problems.push(...zodProblems(entry.error, `${path}tables[${i}].`));
+        continue;
+      }
+      const parsed = parseTableName(entry.data.table);
       if (typeof parsed === 'string') {
         problems.push(`${path}tables[${i}]: ${parsed}`);
         continue;

@@ -171,6 +171,14 @@ describe('validatePgRelayProps', () => {
     expect(problemsOf(() => validatePgRelayProps({ vpc, database: db(), tables: ['public.orders', 'orders'] }))).toEqual(['tables[1]: public.orders is listed twice (also tables[0])']);
   });
 
+  it('takes table entries with their settings, checked by the streamer\'s own entry schema', () => {
+    expect(validatePgRelayProps({ vpc, database: db(), tables: ['orders', { table: 'audit', bootstrap: 'off' }] })[0]?.tables).toEqual(['orders', { table: 'audit', bootstrap: 'off' }]);
+    expect(problemsOf(() => validatePgRelayProps({ vpc, database: db(), tables: [{ table: 'audit', bootstrap: 'sometimes' as 'off' }, { table: 'bad name' }] }))).toEqual([
+      'tables[0].bootstrap: Invalid option: expected one of "auto"|"off"',
+      expect.stringMatching(/^tables\[1\]: "bad name" is not a valid table name/),
+    ]);
+  });
+
   it('checks message prefixes with the streamer\'s own rules, and passes them through', () => {
     expect(validatePgRelayProps({ vpc, database: db(), tables: ['t'], messages: { prefixes: ['outbox'] } })[0]?.messages).toEqual({ prefixes: ['outbox'] });
     expect(problemsOf(() => validatePgRelayProps({ vpc, database: db(), tables: ['t'], messages: { prefixes: ['pgrelay.gap', 'x', 'x'] } }))).toEqual([
