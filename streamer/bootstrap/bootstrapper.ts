@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { StreamerConfig } from '#core/config.ts';
 import { PgRelayError, describeError } from '#core/errors.ts';
 import type { TypeRegistry } from '#core/values/registry.ts';
-import { failBootstrapRequest, readOpenBootstraps, type BootstrapRequest } from '#shared/bootstrap-state.ts';
+import { failBootstrapRequest, finishBootstrap, readOpenBootstraps, type BootstrapRequest } from '#shared/bootstrap-state.ts';
 import type { ConnectionProvider } from '#shared/connection.ts';
 import { stateNames } from '#shared/source-state.ts';
 import type { TableInfo } from '../decoder.ts';
@@ -93,7 +93,10 @@ export class Bootstrapper {
       if (this.loads.has(request.table)) continue;
       const info = this.deps.tables.get(request.table);
       if (info === undefined) {
-        if (request.state === 'requested') await failBootstrapRequest(state, config.stateSchema, config.slotName, request.table, `${request.table} is not one of the streamer's tables (add it to tables, or drop the request)`);
+        const why = `${request.table} is not one of the streamer's tables (add it to tables, or drop the request)`;
+        if (request.state === 'requested') await failBootstrapRequest(state, config.stateSchema, config.slotName, request.table, why);
+        // A load under way for a table taken out of the config ends too; its consumers saw no completion, so they sweep nothing.
+        else if (request.loadId !== null) await finishBootstrap(state, config.stateSchema, config.slotName, request.table, { loadId: request.loadId, state: 'failed', detail: why });
         continue;
       }
       if (this.loads.size >= config.bootstrap.concurrency) break;

@@ -4,7 +4,7 @@
  * while their changes were lost, a commit streamed before it is visible, and the refusals.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { readBootstrapRequests, requestBootstrap } from '#shared/bootstrap-state.ts';
+import { readBootstrapRequests, requestBootstrap, startBootstrap } from '#shared/bootstrap-state.ts';
 import { ensureStateSchema } from '#shared/source-state.ts';
 import { startTestPostgres, withClient, createTestDatabase } from '#test/helpers/postgres.ts';
 import { replayChanges } from '#test/helpers/replay.ts';
@@ -196,14 +196,20 @@ describe('bootstrap: refusals', () => {
     const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['kept', 'dropped'], partitions: 2, bootstrap: BOOTSTRAP });
     await r.ready;
     await withClient(db.url, (c) => c.query('DROP TABLE dropped'));
-    await request(db, ['public.other', 'public.dropped']);
+    await request(db, ['public.other', 'public.dropped', 'public.gone']);
+    // A load under way for a table since taken out of the config (as after a redeploy).
+    await withClient(db.url, async (c) => {
+      const s = (await readBootstrapRequests(c, 'pgrelay', slotNameFor(db.url))).get('public.gone');
+      await startBootstrap(c, 'pgrelay', slotNameFor(db.url), 'public.gone', { id: 'gone-load', upperKey: null, rowsEstimated: 0, requestStamp: s?.requestStamp ?? '' });
+    });
     const slot = slotNameFor(db.url);
     await waitFor(async () => {
       const s = await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot));
-      return s.get('public.other')?.state === 'failed' && s.get('public.dropped')?.state === 'failed';
+      return s.get('public.other')?.state === 'failed' && s.get('public.dropped')?.state === 'failed' && s.get('public.gone')?.state === 'failed';
     }, { timeoutMs: 30_000, message: 'both requests failed' });
     const s = await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot));
     expect(s.get('public.other')?.detail).toContain("is not one of the streamer's tables");
     expect(s.get('public.dropped')?.detail).toMatch(/does not exist|no longer exists/);
+    expect(s.get('public.gone')).toMatchObject({ loadId: 'gone-load', detail: expect.stringContaining("is not one of the streamer's tables") });
   });
 });
