@@ -4,7 +4,10 @@
  * while their changes were lost, a commit streamed before it is visible, and the refusals.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { changeBatch, changeBatchRef } from '#core/change-event.ts';
 import { readBootstrapRequests, requestBootstrap, startBootstrap } from '#shared/bootstrap-state.ts';
+import { s3PayloadStore } from '#shared/s3-payload-store.ts';
+import { createTestBucket } from '#test/helpers/s3.ts';
 import { ensureStateSchema } from '#shared/source-state.ts';
 import { startTestPostgres, withClient, createTestDatabase } from '#test/helpers/postgres.ts';
 import { replayChanges } from '#test/helpers/replay.ts';
@@ -112,6 +115,35 @@ describe('bootstrap: key shapes and table kinds', () => {
     expect(updates.length).toBeGreaterThan(10);
     // Every row, replayed, holds its big value: none is missing its TOASTed column.
     await expectReplay(db, received, 'public.docs', 'SELECT id, big, n FROM docs', (row) => ({ id: row.id }));
+  });
+});
+
+describe('bootstrap: a row too large for an SQS message', () => {
+  it('travels by claim check, as a stream change would', async () => {
+    const { db, queue } = await setupDbAndQueue(
+      'boot_large',
+      `CREATE TABLE docs (id int PRIMARY KEY, body text);
+       INSERT INTO docs VALUES (1, 'small');
+       INSERT INTO docs SELECT 2, string_agg(md5(g::text), '') FROM generate_series(1, 65536) g;
+       INSERT INTO docs VALUES (3, 'small too');`,
+    );
+    const bucket = await createTestBucket(queue.endpoint, 'boot-large');
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['docs'], partitions: 1, bootstrap: BOOTSTRAP, largePayloads: { bucket, prefix: 'relay/' }, s3Endpoint: queue.endpoint });
+    await r.ready;
+    await request(db, ['public.docs']);
+    const received: ReceivedMessage[] = [];
+    await collect(queue, received, (ms) => ms.some((m) => m.body.includes('"bootstrap.completed"')));
+    const store = s3PayloadStore({ bucket, prefix: '', region: 'us-east-1', endpoint: queue.endpoint, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    onCleanup(async () => store.destroy());
+    const refs = received.map((m) => JSON.parse(m.body) as { payloadRef?: unknown }).filter((b) => b.payloadRef !== undefined);
+    expect(refs).toHaveLength(1);
+    const batch = changeBatch.parse(JSON.parse(await store.get(changeBatchRef.parse(refs[0]).payloadRef)));
+    const big = batch.changes.find((c) => c.op === 'snapshot');
+    expect(big).toMatchObject({ op: 'snapshot', key: { id: 2 } });
+    const length = await withClient(db.url, async (c) => (await c.query<{ n: number }>('SELECT length(body) AS n FROM docs WHERE id = 2')).rows[0]?.n);
+    expect(big?.op === 'snapshot' ? String(big.after.body).length : 0).toBe(length);
+    const inline = receivedOf(received.filter((m) => !m.body.includes('payloadRef'))).filter((c) => c.op === 'snapshot');
+    expect(inline.map((c) => (c.op === 'snapshot' ? c.key.id : 0)).sort()).toEqual([1, 3]);
   });
 });
 
