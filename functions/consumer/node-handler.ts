@@ -20,7 +20,10 @@
  * invocation, and Lambda's retry and on-failure destination take over.
  * Events within one SQS message are applied in order; a retried message is applied again
  * from its first event, so callbacks should be idempotent (at-least-once delivery).
- * A truncate reaches the nodes queue once per message group: `onTruncated` runs once per copy.
+ * A truncate reaches the nodes queue once per message group: `onTruncated` runs once per copy
+ * (so do onGap, onSnapshotStarted and onSnapshotCompleted), each copy with `group: {index, count}`.
+ * To remove, after a complete bootstrap, the nodes whose rows are gone: store `sweepMark(e)`
+ * with each node you write and call `snapshotSweep(e)` in onSnapshotCompleted (snapshot-sweep.ts).
  * A key change is an `onDeleted` of the old id and an `onInserted` of the new one, each ordered
  * with its own node's events, both with `keyChange: {oldId, newId}`.
  */
@@ -37,6 +40,13 @@ export interface NodeHandlers {
   onTruncated?: NodeEventCallback;
   /** Changes of a label were lost (slot lost, or the table left the publication); once per copy, like onTruncated. */
   onGap?: NodeEventCallback;
+  /** A bootstrap load of a label began (`bootstrap`: id, reason); once per copy, like onTruncated. */
+  onSnapshotStarted?: NodeEventCallback;
+  /**
+   * A bootstrap load of a label ended (`bootstrap.outcome`, `rows`); once per copy. With outcome
+   * `complete`, `snapshotSweep(e)` says which of the copy's group's nodes no longer exist.
+   */
+  onSnapshotCompleted?: NodeEventCallback;
   /** A logical message of a configured prefix (`pg_logical_emit_message`); in order per prefix on the nodes queue. */
   onMessage?: NodeEventCallback<MessageEvent>;
 }
@@ -64,7 +74,10 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
     if (typeof raw === 'object' && raw !== null && 'payloadRef' in raw) {
       const ref = graphNodeEventRef.parse(raw);
       payloads ??= await defaultPayloadReader();
-      return JSON.parse(await payloads.get(ref.payloadRef)) as GraphNodeEvent;
+      const event = JSON.parse(await payloads.get(ref.payloadRef)) as GraphNodeEvent;
+      // The stored event is the one EventBridge got; the nodes queue's copy says its group.
+      if (ref.type !== 'message.emitted' && ref.group !== undefined && event.type !== 'message.emitted') event.group = ref.group;
+      return event;
     }
     return raw as GraphNodeEvent;
   };
@@ -80,6 +93,10 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
         return handlers.onTruncated?.(event);
       case 'label.gap':
         return handlers.onGap?.(event);
+      case 'label.snapshot.started':
+        return handlers.onSnapshotStarted?.(event);
+      case 'label.snapshot.completed':
+        return handlers.onSnapshotCompleted?.(event);
       case 'message.emitted':
         return handlers.onMessage?.(event);
     }

@@ -229,6 +229,9 @@ export const graphNode = z.object({
   properties: row,
 });
 
+/** The nodes-queue message group a copy of a label-wide event was sent to: `n{index}` of `count`. */
+export const nodesGroup = z.object({ index: z.number().int().nonnegative(), count: z.number().int().positive() });
+
 const nodeEvent = z.object({
   v: z.literal(1),
   type: graphEventType.exclude(['message.emitted']),
@@ -251,9 +254,10 @@ const nodeEvent = z.object({
   bootstrap: bootstrapLoad.optional(),
   /**
    * On the nodes queue, for an event sent to every message group (label.*): which group this
-   * copy is in (`index` of `count`), so a consumer can act on that group's nodes.
+   * copy is in (`index` of `count`), so a consumer can act on that group's nodes, those whose
+   * `nodesPartition(id, count) === index`. Absent on EventBridge, which gets one copy, unordered.
    */
-  group: z.object({ index: z.number().int().nonnegative(), count: z.number().int().positive() }).optional(),
+  group: nodesGroup.optional(),
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),
   /** On label.gap: changes of every node of this label in a WAL range were lost (see `gap`). */
   gap: gap.optional(),
@@ -298,6 +302,8 @@ export const graphNodeEventRef = z.discriminatedUnion('type', [
     type: nodeEvent.shape.type,
     source: z.string(),
     node: z.object({ id: z.string().nullable(), label: z.string() }),
+    /** As on the event: the copy's group, for a label-wide event on the nodes queue. */
+    group: nodesGroup.optional(),
     position,
     tx: transaction.nullable(),
     payloadRef,

@@ -5,16 +5,19 @@
  * each message's deduplication id comes from the positions it carries, so re-sending the same
  * record after a failure is dropped by SQS within its five-minute window.
  *
+ * An event with no node (label.truncated, label.gap, label.snapshot.*) is copied to every
+ * group, each copy stamped `group: {index, count}` (EventBridge gets the event without it).
+ *
  * Within a call at most one message per group is in flight, and a group stops at its first
  * failed message (later ones are not sent): the caller reports the source records failed
  * and the retry resends them in order.
  */
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { GraphNodeEvent } from '#core/change-event.ts';
+import type { GraphNodeEvent, NodeEvent } from '#core/change-event.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { backoffDelay } from '#core/backoff.ts';
 import { packInOrder } from '#core/pack.ts';
-import { fnv1a, mix32 } from '#core/partition.ts';
+import { nodesPartition } from '#core/partition.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 
 export const NODES_MESSAGE_MAX_BYTES = 256 * 1024;
@@ -37,12 +40,18 @@ export interface NodesMessage {
   events: NodeEventOut[];
 }
 
-export function nodesPartition(nodeId: string, partitions: number): number {
-  return mix32(fnv1a(nodeId)) % partitions;
-}
-
 function eventKey(e: NodeEventOut): string {
   return positionKey(parseLsn(e.event.position.commitLsn), e.event.position.seq);
+}
+
+/**
+ * The copy of a label-wide event for group `index` of `count`: `group` added to the event and
+ * to its JSON (inserted before the closing brace: no re-serialization; these events are rare).
+ * A claim-check ref's JSON gets it too, and nodeHandler carries it onto the fetched event.
+ */
+function groupCopy(e: NodeEventOut, event: NodeEvent, index: number, count: number): NodeEventOut {
+  const stamp = `,"group":{"index":${index},"count":${count}}`;
+  return { event: { ...event, group: { index, count } }, json: `${e.json.slice(0, e.json.lastIndexOf('}'))}${stamp}}`, bytes: e.bytes + stamp.length };
 }
 
 /** Pack events (in order) into per-group messages, order kept within each group. */
@@ -57,9 +66,10 @@ export function packNodesMessages(events: NodeEventOut[], partitions: number): N
     const event = e.event;
     // A logical message keeps the order of its prefix: one group per prefix.
     if (event.type === 'message.emitted') add(nodesPartition(`message:${event.message.prefix}`, partitions), e);
-    // A truncate concerns every node of its label, in every group: each group gets a copy,
-    // so it is ordered against every node's events (subscribers see one per group).
-    else if (event.node.id === null) for (let p = 0; p < partitions; p++) add(p, e);
+    // A truncate (gap, snapshot start or end) concerns every node of its label, in every
+    // group: each group gets a copy, so it is ordered against every node's events
+    // (subscribers see one per group), stamped with the group it speaks for.
+    else if (event.node.id === null) for (let p = 0; p < partitions; p++) add(p, groupCopy(e, event, p, partitions));
     else add(nodesPartition(event.node.id, partitions), e);
   }
   const messages: NodesMessage[] = [];

@@ -15,11 +15,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeBatch, type GraphNodeEvent, type NodeEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
-import { partitionOf } from '#core/partition.ts';
+import { nodesPartition, partitionOf } from '#core/partition.ts';
 import { toGraphEvent } from '#core/row-to-node.ts';
 import { createTransform } from '#transform/handler.ts';
 import type { SqsRecord } from '#shared/lambda-types.ts';
-import { nodesPartition } from '#transform/nodes-queue-output.ts';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { createFifoQueue, drainQueue, receiveUntil, sqsClient, testSqsEndpoint, type ReceivedMessage } from '#test/helpers/sqs.ts';
 import { changesOf, startStreamer, streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';

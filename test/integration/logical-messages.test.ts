@@ -8,10 +8,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { graphNodeEvent, type MessageEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
-import { messagePartition } from '#core/partition.ts';
+import { messagePartition, nodesPartition } from '#core/partition.ts';
 import { comparePositions, parseLsn } from '#core/position.ts';
 import { createTransform } from '#transform/handler.ts';
-import { nodesPartition } from '#transform/nodes-queue-output.ts';
 import { invokeFromQueue } from '#dev/lambda-event-source.ts';
 import { startFakeEventBridge } from '#test/helpers/fake-eventbridge.ts';
 import { withClient } from '#test/helpers/postgres.ts';

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { partitionOf } from '#core/partition.ts';
-import { nodesPartition } from '#transform/nodes-queue-output.ts';
+import { nodesPartition, partitionOf } from '#core/partition.ts';
 
 describe('partitions', () => {
   // Regression: with FNV-1a alone, keys of one changes partition reached only the node
