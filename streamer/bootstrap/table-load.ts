@@ -96,6 +96,14 @@ export class TableLoad {
 
   /** Runs the load to its end. A failure ends it `failed`, with the reason recorded. */
   async run(): Promise<LoadOutcome> {
+    try {
+      return await this.load();
+    } finally {
+      this.unlisten?.();
+    }
+  }
+
+  private async load(): Promise<LoadOutcome> {
     const { config, log } = this.deps;
     const r = this.request;
     try {
@@ -194,6 +202,7 @@ export class TableLoad {
         });
         host.ended.then(() => reject(new SessionEnded()));
       });
+      met.catch(() => undefined); // awaited below; a mark never written must not leave its rejection unhandled
       await writeMark(this.deps.reader, formatMark({ v: 1, slot: config.slotName, kind, load: this.loadId, table: r.table }));
       try {
         await met;
@@ -210,6 +219,18 @@ export class TableLoad {
   private async nextChunk(): Promise<boolean> {
     const { config } = this.deps;
     const host = await this.deps.host();
+    if (this.listening !== host) {
+      // A TRUNCATE between chunks (not inside a window) also starts the load over.
+      this.listening = host;
+      this.unlisten?.();
+      this.unlisten = host.view.onTruncate((ref) => {
+        if (ref === this.shape.ref) this.truncated = true;
+      });
+    }
+    if (this.truncated) {
+      await this.startOver();
+      return false;
+    }
     const chunk = this.chunk++;
     const rereading = this.reread.length > 0;
     const window = host.view.open(this.shape.ref);
@@ -228,6 +249,7 @@ export class TableLoad {
         host.view.expect(markKey({ load: this.loadId, kind: 'chunk', chunk }), (lsn) => resolve(this.emit(host, window, read.snapshot, rows, lsn)));
         host.ended.then(() => reject(new SessionEnded()));
       });
+      met.catch(() => undefined); // awaited below; a mark never written must not leave its rejection unhandled
       await writeMark(this.deps.reader, formatMark({ v: 1, slot: config.slotName, kind: 'chunk', load: this.loadId, table: this.request.table, chunk }));
       try {
         emitted = await met;
@@ -237,14 +259,8 @@ export class TableLoad {
         throw err;
       }
       if (this.truncated) {
-        // A TRUNCATE the chunk's snapshot did not see: the table starts over, and so does the load.
-        this.truncated = false;
-        await this.persisted;
-        this.after = null;
-        this.reread = [];
-        this.upTo = await lastKey(this.deps.reader, this.shape);
-        await restartBootstrap(this.deps.state, config.stateSchema, config.slotName, this.request.table, this.loadId, this.upTo);
-        this.deps.log.info('bootstrap starts over: the table was truncated during the load', { table: this.table, load: this.loadId });
+        // A TRUNCATE during the chunk's window: the table starts over, and so does the load.
+        await this.startOver();
         return false;
       }
       this.adapt(read.ms, emitted.bytes, read.rows.length);
@@ -259,6 +275,20 @@ export class TableLoad {
   }
 
   private limitUsed = 0;
+  private listening: BootstrapHost | undefined;
+  private unlisten: (() => void) | undefined;
+
+  /** After a TRUNCATE of the table: read it again from its first key, up to its last key now. */
+  private async startOver(): Promise<void> {
+    const { config } = this.deps;
+    this.truncated = false;
+    await this.persisted;
+    this.after = null;
+    this.reread = [];
+    this.upTo = await lastKey(this.deps.reader, this.shape);
+    await restartBootstrap(this.deps.state, config.stateSchema, config.slotName, this.request.table, this.loadId, this.upTo);
+    this.deps.log.info('bootstrap starts over: the table was truncated during the load', { table: this.table, load: this.loadId });
+  }
 
   /** At the chunk's mark (in the decoder's call): what survives the window, emitted at the mark's position. */
   private emit(host: BootstrapHost, window: ChunkWindow, snapshot: Parameters<ChunkWindow['verdict']>[0], rows: SnapshotRow[], lsn: bigint): Emitted {

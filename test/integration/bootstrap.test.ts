@@ -7,6 +7,7 @@ import { parseMonitorConfig } from '#monitor/config.ts';
 import { runMonitor } from '#monitor/handler.ts';
 import { ConnectionProvider } from '#shared/connection.ts';
 import { waitFor } from '#test/helpers/wait.ts';
+import { parseLsn } from '#core/position.ts';
 import { requestBootstrap, readBootstrapRequests } from '#shared/bootstrap-state.ts';
 import { ensureStateSchema } from '#shared/source-state.ts';
 import { withClient } from '#test/helpers/postgres.ts';
@@ -97,4 +98,24 @@ describe('bootstrap', () => {
     expect(replayed.size).toBe(rows.length);
     for (const row of rows) expect(replayed.get(JSON.stringify({ id: row.id }))).toEqual(row);
   });
+
+  it('the slot keeps confirming during a load: no long transaction holds WAL back', async () => {
+    const { db, queue } = await setupDbAndQueue('boot_confirm', `CREATE TABLE items (id int PRIMARY KEY, v text); INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series(1, 60000) g`);
+    const slot = slotNameFor(db.url);
+    const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['items'], partitions: PARTITIONS, bootstrap: { pollIntervalMs: 100, chunkMinRows: 500, chunkMaxRows: 500 } });
+    await r.ready;
+    const confirmed = () => withClient(db.url, async (c) => (await c.query<{ lsn: string }>('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows[0]?.lsn ?? '');
+    const state = async () => (await withClient(db.url, (c) => readBootstrapRequests(c, 'pgrelay', slot))).get('public.items');
+    await withClient(db.url, async (c) => {
+      await ensureStateSchema(c, 'pgrelay');
+      await requestBootstrap(c, 'pgrelay', slot, ['public.items'], { reason: 'operator', by: 'test' });
+    });
+    await waitFor(async () => ((await state())?.rowsRead ?? 0) >= 5000, { timeoutMs: 30_000, intervalMs: 10, message: '5,000 rows read' });
+    const early = parseLsn(await confirmed());
+    await waitFor(async () => ((await state())?.rowsRead ?? 0) >= 30_000, { timeoutMs: 60_000, intervalMs: 10, message: '30,000 rows read' });
+    const later = parseLsn(await confirmed());
+    expect((await state())?.state).toBe('running');
+    expect(later).toBeGreaterThan(early);
+  });
 });
+
