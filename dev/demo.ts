@@ -1,6 +1,7 @@
 /**
  * The demo shop `npm start` streams: four tables (one with a composite key, two with REPLICA
- * IDENTITY FULL so updates say what changed) and a gentle, deterministic workload.
+ * IDENTITY FULL so updates say what changed), a history written before the streamer's slot
+ * exists (so only a bootstrap can deliver it), and a gentle, deterministic workload.
  */
 import type pg from 'pg';
 
@@ -16,6 +17,32 @@ CREATE TABLE order_items (order_id bigint NOT NULL, line int NOT NULL, sku text 
 ALTER TABLE orders REPLICA IDENTITY FULL;
 ALTER TABLE products REPLICA IDENTITY FULL;
 INSERT INTO products VALUES ('TEA-1', 'Green tea', 4.50), ('MUG-2', 'Blue mug', 12.00), ('PEN-3', 'Fountain pen', 29.90);`;
+
+/** Rows the seed writes (and order_items: 1 to 3 lines per order). */
+export const DEMO_SEED_ROWS = { customers: 1_000, orders: 5_000 };
+
+/**
+ * The shop's history, in a few statements, run before the streamer starts: the slot does not
+ * exist yet, so these rows never pass through the WAL stream. The guardian's first run requests
+ * their initial load. ANALYZE gives the loads their row estimates (pg_class.reltuples).
+ */
+export const DEMO_SEED = `
+INSERT INTO customers (name, email)
+  SELECT n.name, lower(n.name) || '.' || g || '@example.com'
+    FROM generate_series(1, ${DEMO_SEED_ROWS.customers}) AS g,
+         LATERAL (SELECT (ARRAY['Ada', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken', 'Radia'])[1 + g % 8] AS name) AS n;
+INSERT INTO orders (customer_id, status, placed_at)
+  SELECT 1 + (g * 7) % ${DEMO_SEED_ROWS.customers}, CASE g % 10 WHEN 0 THEN 'new' WHEN 1 THEN 'paid' ELSE 'shipped' END,
+         now() - (${DEMO_SEED_ROWS.orders} - g) * interval '1 hour'
+    FROM generate_series(1, ${DEMO_SEED_ROWS.orders}) AS g;
+INSERT INTO order_items
+  SELECT o.id, l, (ARRAY['TEA-1', 'MUG-2', 'PEN-3'])[1 + (o.id + l) % 3], 1 + (o.id * l) % 4
+    FROM orders o, generate_series(1, 1 + (o.id::int % 3)) AS l
+   ORDER BY o.id, l;
+UPDATE orders o SET total = t.total
+  FROM (SELECT i.order_id, sum(i.qty * p.price) AS total FROM order_items i JOIN products p USING (sku) GROUP BY i.order_id) AS t
+ WHERE o.id = t.order_id;
+ANALYZE customers, products, orders, order_items;`;
 
 const NAMES = ['Ada', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Ken', 'Radia'];
 const SKUS = ['TEA-1', 'MUG-2', 'PEN-3'];

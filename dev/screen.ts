@@ -1,5 +1,8 @@
-/** What `npm start` prints: graph node events one line each, coloured on a terminal, and a status line. */
-import type { GraphNodeEvent } from '#core/change-event.ts';
+/**
+ * What `npm start` prints: graph node events one line each (snapshot rows are counted instead,
+ * see load-progress.ts), a line per table load, coloured on a terminal, and a status line.
+ */
+import type { BootstrapLoad, GraphNodeEvent } from '#core/change-event.ts';
 
 const ANSI = { dim: '\x1b[2m', reset: '\x1b[0m', green: '\x1b[32m', yellow: '\x1b[33m', red: '\x1b[31m', magenta: '\x1b[35m', cyan: '\x1b[36m', bold: '\x1b[1m' };
 
@@ -29,6 +32,19 @@ export class Screen {
   clearStatus(): void {
     if (this.tty && this.status) this.out.write('\r\x1b[2K');
     this.status = '';
+  }
+  /** A table's bootstrap began: `snapshot ▶ orders (initial)`. */
+  snapshotStarted(label: string, reason: BootstrapLoad['reason']): void {
+    this.line(`${this.paint('cyan', 'snapshot ▶')} ${this.paint('bold', label)} ${this.paint('dim', `(${reason === 'gap' ? 'gap repair' : reason})`)}`);
+  }
+  /** A table's bootstrap ended: `snapshot ✓ orders: 5,000 rows in 2.1 s`, or ✗ and how it ended. */
+  snapshotCompleted(label: string, outcome: NonNullable<BootstrapLoad['outcome']>, rows: number, seconds: number): void {
+    const rowsText = `${rows.toLocaleString('en-US')} row${rows === 1 ? '' : 's'}`;
+    if (outcome === 'complete') this.line(`${this.paint('cyan', 'snapshot ✓')} ${this.paint('bold', label)}: ${rowsText} ${this.paint('dim', `in ${seconds.toFixed(1)} s`)}`);
+    else this.line(`${this.paint('red', 'snapshot ✗')} ${this.paint('bold', label)}: ${outcome} after ${rowsText}`);
+  }
+  loadSummary(text: string): void {
+    this.line(this.paint('cyan', text));
   }
   event(e: GraphNodeEvent): void {
     if (e.type === 'message.emitted') {

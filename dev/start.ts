@@ -1,11 +1,14 @@
 /**
  * `npm start`: the whole pipeline on this machine, with production's config schema and code:
- * an embedded PostgreSQL with a small shop schema (or the user's own with --database-url),
- * the SQS/S3 emulator on loopback, the streamer, the transform Lambda's handler fed by a
- * local SQS event source, and the consumer helper printing every graph node event. A demo
- * workload writes to the shop gently; the monitor Lambda's handler (the slot guardian) runs
- * every 30 s on the demo database and says what it finds and does; a live status line shows
- * events/s, slot lag and the acknowledged position. Ctrl-C stops everything in order and says so.
+ * an embedded PostgreSQL with a small shop and its history (or the user's own database with
+ * --database-url), the SQS/S3 emulator on loopback, the streamer, the transform Lambda's
+ * handler fed by a local SQS event source, and the consumer helper printing every graph node
+ * event. A demo workload writes to the shop gently; the monitor Lambda's handler (the slot
+ * guardian) runs once the streamer is ready, then every 30 s, on the demo database and says
+ * what it finds and does: its first run requests the initial load of the history (written
+ * before the slot existed), which the streamer reads while the workload goes on, shown as a
+ * line per table, not per row. A live status line shows events/s, the load under way, slot
+ * lag and the acknowledged position. Ctrl-C stops everything in order and says so.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -13,13 +16,16 @@ import { databaseSchema, parseStreamerConfig, parseTransformConfig } from '#core
 import { ConfigError, describeError } from '#core/errors.ts';
 import { nodeHandler } from '#consumer/node-handler.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
+import { readBootstrapRequests } from '#shared/bootstrap-state.ts';
+import { stateNames } from '#shared/source-state.ts';
 import { parseMonitorConfig } from '#monitor/config.ts';
 import { runMonitor } from '#monitor/handler.ts';
 import { createTransform } from '#transform/handler.ts';
 import { ConnectionProvider } from '#shared/connection.ts';
 import { createLogger } from '#streamer/log.ts';
 import { payloadStoreFor, sqsClientFor } from '#streamer/aws-clients.ts';
-import { DEMO_SCHEMA, DEMO_TABLES, demoStep } from './demo.ts';
+import { DEMO_SCHEMA, DEMO_SEED, DEMO_TABLES, demoStep } from './demo.ts';
+import { LoadProgress, count } from './load-progress.ts';
 import { SqsEventSource } from './lambda-event-source.ts';
 import { Screen } from './screen.ts';
 import { startEmbeddedPostgres } from './postgres/server.ts';
@@ -80,7 +86,16 @@ async function start(argv: string[]): Promise<number> {
       throw new ConfigError([(err as Error).message]);
     });
     try {
-      if (!opts.databaseUrl) await setup.query(DEMO_SCHEMA);
+      if (!opts.databaseUrl) {
+        await setup.query(DEMO_SCHEMA);
+        // Before the streamer starts, so before its slot exists: only a bootstrap delivers these.
+        await setup.query(DEMO_SEED);
+        const { rows } = await setup.query<{ customers: number; orders: number; items: number }>(
+          `SELECT (SELECT count(*) FROM customers)::int AS customers, (SELECT count(*) FROM orders)::int AS orders, (SELECT count(*) FROM order_items)::int AS items`,
+        );
+        const seeded = rows[0] ?? { customers: 0, orders: 0, items: 0 };
+        say(`demo shop: ${count(seeded.customers)} customers, ${count(seeded.orders)} orders and ${count(seeded.items)} order items written before the slot exists (the bootstrap loads them)`);
+      }
     } finally {
       await setup.end();
     }
@@ -114,11 +129,13 @@ async function start(argv: string[]): Promise<number> {
       largePayloads: { bucket: 'pgrelay-local', prefix: 'local/' },
       partitions: 4,
       metricsIntervalMs: 3_600_000,
+      // Take up load requests within a second (default 5 s), so the demo's loads follow each other.
+      bootstrap: { pollIntervalMs: 1_000 },
     });
     const transformConfig = parseTransformConfig({
       sourceId: 'local',
       tables,
-      outputs: { nodesQueue: { queueUrl: nodes.QueueUrl as string, partitions: 4 } },
+      outputs: { nodesQueue: { queueUrl: nodes.QueueUrl as string } },
       largePayloads: { bucket: 'pgrelay-local', prefix: 'local/' },
       sqsEndpoint: emulator.endpoint,
       s3Endpoint: emulator.endpoint,
@@ -182,13 +199,36 @@ async function start(argv: string[]): Promise<number> {
 
     const transform = createTransform(transformConfig, { credentials, log: { info: () => {}, warn: (m) => say(`warn: ${m}`), error: (m, f) => say(`error: ${m} ${JSON.stringify(f ?? {})}`) } });
     const transformSource = new SqsEventSource(sqs, changes.QueueUrl as string, (e) => transform.handle(e.Records), { onError: (err) => say(`transform: ${describeError(err).message}`) });
+    // The status line's connection, one read at a time (the timer's and a completion's may meet).
+    let statusClient: Awaited<ReturnType<typeof connect>> | undefined;
+    let statusReads: Promise<unknown> = Promise.resolve();
+    const onStatusClient = <T>(read: (c: NonNullable<typeof statusClient>) => Promise<T>): Promise<T | undefined> => {
+      const next = statusReads.then(() => (statusClient === undefined ? undefined : read(statusClient)));
+      statusReads = next.catch(() => undefined);
+      return next;
+    };
+    // Bootstrap progress: read from the state table the streamer records it in (when it exists).
+    const loads: LoadProgress = new LoadProgress(
+      screen,
+      () => eventCount - loads.snapshotRows,
+      () =>
+        onStatusClient(async (c) => {
+          const { rows } = await c.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [stateNames(streamerConfig.stateSchema).bootstrap]);
+          if (!rows[0]?.exists) return undefined;
+          return [...(await readBootstrapRequests(c, streamerConfig.stateSchema, streamerConfig.slotName)).values()];
+        }),
+    );
     const consumer = nodeHandler(
       {
         onInserted: (e) => void (eventCount++, screen.event(e)),
-        onUpdated: (e) => void (eventCount++, screen.event(e)),
+        // Snapshot rows (thousands) are counted on the status line, not printed one by one.
+        onUpdated: (e) => void (eventCount++, loads.row(e) || screen.event(e)),
         onDeleted: (e) => void (eventCount++, screen.event(e)),
         onTruncated: (e) => void (eventCount++, screen.event(e)),
         onGap: (e) => void (eventCount++, screen.event(e)),
+        // A line when a table's load starts and one when it ends (not counted as node events).
+        onSnapshotStarted: (e) => loads.marker(e),
+        onSnapshotCompleted: (e) => loads.marker(e),
       },
       { payloads: s3PayloadStore({ bucket: 'pgrelay-local', prefix: 'local/', region: 'us-east-1', endpoint: emulator.endpoint, credentials }) },
     );
@@ -203,22 +243,26 @@ async function start(argv: string[]): Promise<number> {
     say(`streaming ${tables.join(', ')} → ${changes.QueueUrl} → transform → ${nodes.QueueUrl}`);
     say(opts.databaseUrl ? 'watching your tables: change rows to see node events (Ctrl-C to stop)' : 'demo shop: an order about every second (Ctrl-C to stop)');
 
-    // Live status: events/s, slot lag, acknowledged position.
-    const statusClient = await connect('pgrelay-local-status');
-    stops.push(['status', () => statusClient.end()]);
+    // Live status: events/s, the load under way, slot lag, acknowledged position.
+    const status = await connect('pgrelay-local-status');
+    statusClient = status;
+    stops.push(['status', () => status.end()]);
     let lastCount = 0;
     let lastAt = performance.now();
     const statusTimer = setInterval(
       () => {
-        void statusClient
-          .query<{ lag: string | null }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1`, [streamerConfig.slotName])
-          .then(({ rows }) => {
+        void Promise.all([
+          onStatusClient((c) => c.query<{ lag: string | null }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1`, [streamerConfig.slotName])),
+          loads.statusPart().catch(() => ''),
+        ])
+          .then(([lag, loading]) => {
             const now = performance.now();
             const rate = ((eventCount - lastCount) * 1000) / (now - lastAt);
             lastCount = eventCount;
             lastAt = now;
             const s = streamer.stats();
-            screen.setStatus(`${eventCount} events, ${rate.toFixed(1)}/s | slot lag ${formatBytes(Number(rows[0]?.lag ?? 0))} | acknowledged ${s.confirmedLsn}`);
+            const snapshot = loads.snapshotRows > 0 ? ` (${count(loads.snapshotRows)} snapshot rows)` : '';
+            screen.setStatus(`${count(eventCount)} events${snapshot}, ${rate.toFixed(1)}/s${loading} | slot lag ${formatBytes(Number(lag?.rows[0]?.lag ?? 0))} | acknowledged ${s.confirmedLsn}`);
           })
           .catch(() => {});
       },
@@ -243,7 +287,7 @@ async function start(argv: string[]): Promise<number> {
               say(`guardian ${f.severity}: ${f.message}`);
             }
             for (const a of summary.actions) {
-              if (a.kind === 'request-bootstrap') say(`guardian: requested the ${a.reason === 'gap' ? 'gap-repairing re-read' : 'initial load'} of ${a.tables.join(', ')} (recorded in pgrelay.bootstrap; the bootstrap itself arrives in a later release)`);
+              if (a.kind === 'request-bootstrap') say(`guardian: requested the ${a.reason === 'gap' ? 'gap-repairing re-read' : 'initial load'} of ${a.tables.join(', ')} (recorded in ${monitorConfig.stateSchema}.bootstrap; the streamer loads them ${streamerConfig.bootstrap.concurrency === 1 ? 'one table' : `${streamerConfig.bootstrap.concurrency} tables`} at a time)`);
               if (a.kind === 'add-to-publication') say(`guardian: added ${a.tables.join(', ')} to the publication`);
             }
           })
@@ -278,7 +322,7 @@ async function start(argv: string[]): Promise<number> {
     screen.clearStatus();
     say('stopping: demo workload, streamer (flush and acknowledge), transform, emulator, PostgreSQL ...');
     await stopAll();
-    say(`stopped cleanly after ${Math.round((performance.now() - started) / 1000)} s: ${eventCount} node events`);
+    say(`stopped cleanly after ${Math.round((performance.now() - started) / 1000)} s: ${count(eventCount)} node events${loads.snapshotRows > 0 ? ` (${count(loads.snapshotRows)} snapshot rows)` : ''}`);
     return 0;
   } catch (err) {
     screen.clearStatus();

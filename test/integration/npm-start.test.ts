@@ -86,14 +86,48 @@ describe('npm start', () => {
     const pgid = child.pid as number;
     try {
       await waitFor(() => (out.match(/^node\.(inserted|updated|deleted)/gm) ?? []).length >= 8, { timeoutMs: 90_000, message: () => `node events from the demo; output so far:\n${out}` });
-      expect(out).toMatch(/^node\.inserted\s+customers customers:1 /m);
-      expect(out).toMatch(/^node\.inserted\s+order_items order_items:1:1 /m);
-      expect(out).toMatch(/^node\.updated\s+orders orders:1\s+total: "0\.00" → "\d+\.\d\d"/m);
+      // The demo wrote its history before the slot existed: live rows come after it.
+      expect(out).toMatch(/^demo shop: 1,000 customers, 5,000 orders and [\d,]+ order items written before the slot exists/m);
+      expect(out).toMatch(/^node\.inserted\s+customers customers:\d+ /m);
+      expect(out).toMatch(/^node\.inserted\s+order_items order_items:\d+:1 /m);
+      expect(out).toMatch(/^node\.updated\s+orders orders:\d+\s+total: "0\.00" → "\d+\.\d\d"/m);
       // The slot guardian ran on the demo database and said what it did.
       await waitFor(() => out.includes('guardian: requested the initial load of public.customers, public.order_items, public.orders, public.products'), {
         timeoutMs: 30_000,
         message: () => `the guardian's first run; output so far:\n${out.slice(-2000)}`,
       });
+      // The streamer loads them while the workload goes on: a line when each table's load starts
+      // and when it completes, then a summary; the snapshot rows are counted, not printed.
+      const demoLabels = ['customers', 'order_items', 'orders', 'products'];
+      await waitFor(() => /^bootstrap done: 4 tables, [\d,]+ rows in [\d.]+ s, alongside [\d,]+ live events$/m.test(out), {
+        timeoutMs: 60_000,
+        message: () => `the bootstrap of the demo's history; output so far:\n${out.slice(-3000)}`,
+      });
+      const loaded = new Map<string, number>();
+      for (const label of demoLabels) {
+        expect(out).toMatch(new RegExp(`^snapshot ▶ ${label} \\(initial\\)$`, 'm'));
+        const done = out.match(new RegExp(`^snapshot ✓ ${label}: ([\\d,]+) rows? in [\\d.]+ s$`, 'm'));
+        expect(done, `the completion line of ${label}`).not.toBeNull();
+        loaded.set(label, Number((done?.[1] ?? '').replaceAll(',', '')));
+      }
+      // Each load read at least what the demo wrote before the slot (the live workload adds some).
+      expect(loaded.get('customers')).toBeGreaterThanOrEqual(1_000);
+      expect(loaded.get('orders')).toBeGreaterThanOrEqual(5_000);
+      expect(loaded.get('order_items')).toBeGreaterThanOrEqual(10_000);
+      expect(loaded.get('products')).toBe(3);
+      const loadedRows = [...loaded.values()].reduce((a, b) => a + b, 0);
+      expect(out).toContain(`bootstrap done: 4 tables, ${loadedRows.toLocaleString('en-US')} rows in `);
+      // Without a terminal a status line comes every 10 s, so the few seconds of loading may fall
+      // between two (the terminal test below sees it): any progress shown names a demo table and
+      // at most the rows its load ended with. The status line counts every snapshot row received.
+      for (const [, table, read] of out.matchAll(/^status: .* \| loading (\w+) ([\d,]+)(?:\/[\d,]+| rows)/gm)) {
+        expect(demoLabels).toContain(table);
+        expect(Number((read as string).replaceAll(',', ''))).toBeLessThanOrEqual(loaded.get(table as string) as number);
+      }
+      const snapshotRowsOnStatus = () => Math.max(0, ...[...out.matchAll(/^status: [\d,]+ events \(([\d,]+) snapshot rows\)/gm)].map((m) => Number((m[1] as string).replaceAll(',', ''))));
+      await waitFor(() => snapshotRowsOnStatus() >= loadedRows, { timeoutMs: 30_000, message: () => `a status line counting ${loadedRows} snapshot rows; output:\n${out.slice(-2000)}` });
+      const printedEvents = (out.match(/^node\.(inserted|updated|deleted)/gm) ?? []).length;
+      expect(printedEvents).toBeLessThan(loadedRows / 10); // one line per live event, none per snapshot row
       const runningPostgres = postgresProcessesOf(groupMembers(pgid));
       expect(runningPostgres.length).toBeGreaterThan(0); // the embedded server is part of the job
 
@@ -102,7 +136,7 @@ describe('npm start', () => {
       // and says so on the same output.
       const npmExit = await exited;
       expect(npmExit.code === 0 || npmExit.signal === 'SIGINT').toBe(true);
-      await waitFor(() => /stopped cleanly after \d+ s: \d+ node events/.test(out), { timeoutMs: 30_000, message: () => `a clean stop; output:\n${out.slice(-2000)}` });
+      await waitFor(() => /stopped cleanly after \d+ s: [\d,]+ node events/.test(out), { timeoutMs: 30_000, message: () => `a clean stop; output:\n${out.slice(-2000)}` });
       expect(out).not.toMatch(/\n\s+at .+:\d+:\d+/); // no stack trace
       await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
     } finally {
@@ -133,7 +167,7 @@ describe('npm start', () => {
       } finally {
         if (processState(pipeline) !== 'gone') process.kill(pipeline, 'SIGCONT');
       }
-      await waitFor(() => /stopped cleanly after \d+ s: \d+ node events/.test(out), { timeoutMs: 60_000, message: () => `a clean stop; output:\n${out.slice(-3000)}` });
+      await waitFor(() => /stopped cleanly after \d+ s: [\d,]+ node events/.test(out), { timeoutMs: 60_000, message: () => `a clean stop; output:\n${out.slice(-3000)}` });
       await waitFor(() => groupMembers(pgid).length === 0, { timeoutMs: 15_000, message: 'every process of the job exited' });
     } finally {
       if (groupMembers(pgid).length > 0) process.kill(-pgid, 'SIGKILL');
@@ -147,9 +181,15 @@ describe('npm start', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const pgid = child.pid as number;
     try {
-      await waitFor(() => /\d+ events, [\d.]+\/s \| slot lag [\d.]+ (bytes|KiB|MiB) \| acknowledged [0-9A-F]+\/[0-9A-F]+/.test(out) && out.includes('\x1b[32mnode.inserted'), {
+      await waitFor(() => /[\d,]+ events( \([\d,]+ snapshot rows\))?, [\d.]+\/s( \| (loading|bootstrap:) [^|\x1b]+)? \| slot lag [\d.]+ (bytes|KiB|MiB) \| acknowledged [0-9A-F]+\/[0-9A-F]+/.test(out) && out.includes('\x1b[32mnode.inserted'), {
         timeoutMs: 90_000,
         message: () => `status line and coloured events in the terminal; output:\n${out.slice(-3000)}`,
+      });
+      // The status line (redrawn every second) shows the load under way, or the load was quicker
+      // than that and its summary line came.
+      await waitFor(() => /\| (loading \w+ [\d,]+(\/[\d,]+| rows)|bootstrap: \d+ tables? queued)/.test(out) || /bootstrap done: 4 tables, [\d,]+ rows/.test(out), {
+        timeoutMs: 60_000,
+        message: () => `loading progress or the bootstrap's summary in the terminal; output:\n${out.slice(-3000)}`,
       });
       const sid = ptySession(pgid);
       expect(sid).toBeDefined();
