@@ -39,8 +39,6 @@ export interface TransformJob {
   /** Untimed invocations first (JIT, SDK clients' connections). */
   warmup: number;
   iterations: number;
-  /** Node-partition count of the nodes queue (the transform's default). */
-  nodesPartitions: number;
   busName: string;
   /** `sdk`: where the SQS emulator and the EventBridge stand-in listen, and the nodes queue. */
   sqsEndpoint?: string;
@@ -207,7 +205,7 @@ async function main(): Promise<void> {
     tables: ['public.orders'],
     outputs: {
       eventBridge: { busName: job.busName },
-      nodesQueue: { queueUrl: sdk ? job.nodesQueueUrl : STAND_IN_QUEUE_URL, partitions: job.nodesPartitions },
+      nodesQueue: { queueUrl: sdk ? job.nodesQueueUrl : STAND_IN_QUEUE_URL },
     },
     region: 'us-east-1',
     ...(sdk ? { sqsEndpoint: job.sqsEndpoint, eventBridgeEndpoint: job.eventBridgeEndpoint } : {}),

@@ -31,8 +31,6 @@ const FULL_MESSAGE_BYTES = 0.9 * 256 * 1024;
 const WARMUP_INVOCATIONS = 10;
 const LATENCY_PROBE_MS = 10;
 const LATENCY_PROBE_INVOCATIONS = 3;
-/** The transform config's default node partitions. */
-const NODES_PARTITIONS = 16;
 const BUS_NAME = 'bench';
 
 /**
@@ -163,7 +161,6 @@ export async function runTransformScenarios(ctx: TransformBenchContext, event: T
           outputs,
           warmup: WARMUP_INVOCATIONS,
           iterations: ctx.iterations,
-          nodesPartitions: NODES_PARTITIONS,
           busName: BUS_NAME,
           ...(outputs === 'instant'
             ? { latencyProbeMs: LATENCY_PROBE_MS, latencyProbeInvocations: LATENCY_PROBE_INVOCATIONS }

@@ -39,8 +39,6 @@ export interface TransformFunctionOptions {
   readonly changesQueue: sqs.IQueue;
   readonly bus: events.IEventBus | undefined;
   readonly nodesQueue: sqs.IQueue | undefined;
-  /** Message groups of the nodes queue (the streamer's partitions). */
-  readonly partitions: number;
   readonly payloadBucket: s3.Bucket;
   /** The source's prefix in the payload bucket. */
   readonly payloadPrefix: string;
@@ -56,7 +54,7 @@ export function createTransformFunction(scope: Construct, opts: TransformFunctio
     tables: source.tables,
     outputs: {
       ...(bus !== undefined ? { eventBridge: { busName: bus.eventBusName } } : {}),
-      ...(nodesQueue !== undefined ? { nodesQueue: { queueUrl: nodesQueue.queueUrl, partitions: opts.partitions } } : {}),
+      ...(nodesQueue !== undefined ? { nodesQueue: { queueUrl: nodesQueue.queueUrl } } : {}),
     },
     largePayloads: { bucket: payloadBucket.bucketName, prefix: payloadPrefix },
     region: stack.region,

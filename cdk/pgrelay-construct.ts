@@ -230,7 +230,6 @@ export class PgRelay extends Construct {
       changesQueue,
       bus: this.bus,
       nodesQueue: this.nodesQueue,
-      partitions,
       payloadBucket,
       payloadPrefix,
       logRetention: opts.logRetention,

@@ -21,7 +21,8 @@
  * Events within one SQS message are applied in order; a retried message is applied again
  * from its first event, so callbacks should be idempotent (at-least-once delivery).
  * A truncate reaches the nodes queue once per message group: `onTruncated` runs once per copy
- * (so do onGap, onSnapshotStarted and onSnapshotCompleted), each copy with `group: {index, count}`.
+ * (so do onGap, onSnapshotStarted and onSnapshotCompleted), each speaking for its group's nodes.
+ * From the nodes queue every event handed over carries `group`, the message group it came in.
  * To remove, after a complete bootstrap, the nodes whose rows are gone: store `sweepMark(e)`
  * with each node you write and call `snapshotSweep(e)` in onSnapshotCompleted (snapshot-sweep.ts).
  * A key change is an `onDeleted` of the old id and an `onInserted` of the new one, each ordered
@@ -75,8 +76,6 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
       const ref = graphNodeEventRef.parse(raw);
       payloads ??= await defaultPayloadReader();
       const event = JSON.parse(await payloads.get(ref.payloadRef)) as GraphNodeEvent;
-      // The stored event is the one EventBridge got; the nodes queue's copy says its group.
-      if (ref.type !== 'message.emitted' && ref.group !== undefined && event.type !== 'message.emitted') event.group = ref.group;
       return event;
     }
     return raw as GraphNodeEvent;
@@ -104,7 +103,12 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
   const handleRecord = async (record: SqsRecord): Promise<void> => {
     const body = JSON.parse(record.body) as { v?: number; events?: unknown[] };
     if (body.v !== 1 || !Array.isArray(body.events)) throw new PgRelayError('NOT_A_NODES_MESSAGE', `message ${record.messageId} is not a pgrelay nodes message`);
-    for (const raw of body.events) await dispatch(await resolve(raw));
+    const group = groupOf(record);
+    for (const raw of body.events) {
+      const event = await resolve(raw);
+      if (group !== undefined && event.type !== 'message.emitted') event.group = group;
+      await dispatch(event);
+    }
   };
   const handler = async (event: SqsEvent | EventBridgeEvent): Promise<SqsBatchResponse | void> => {
     if (!isSqsEvent(event)) {
@@ -128,6 +132,12 @@ export function nodeHandler(handlers: NodeHandlers, options: NodeHandlerOptions 
     return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
   };
   return handler as Handler;
+}
+
+/** The nodes-queue group index of a record (`n3` → 3); undefined for a group pgrelay did not name. */
+function groupOf(record: SqsRecord): number | undefined {
+  const m = /^n(\d+)$/.exec(record.attributes.MessageGroupId ?? '');
+  return m ? Number(m[1]) : undefined;
 }
 
 async function defaultPayloadReader(): Promise<{ get(ref: PayloadRef): Promise<string> }> {

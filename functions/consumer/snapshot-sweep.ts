@@ -16,31 +16,29 @@
  * },
  * ```
  *
- * Only from the nodes queue: there the completion arrives once per message group, in that
- * group's order, stamped `group`, and each copy sweeps that group's nodes only. EventBridge
- * does not order events (a node's snapshot row may arrive after the completion), so an event
- * from it (no `group`) never sweeps.
- *
- * The completion reaches the nodes queue through changes partition 0; another partition may
- * run ahead of it or behind. Ahead: a node written after the completion has a later position
- * and is kept (store `position`). Behind: a node whose snapshot row comes after the completion
- * is swept, then written again by that row: absent for a moment, right in the end.
+ * Only from the nodes queue: there the completion arrives once per message group, after every
+ * event of that group's nodes that came before it in the stream (each group carries one changes
+ * partition, and the completion is in every partition at its place), and each copy sweeps its
+ * group's nodes only: store `group` with each node (`sweepMark` does; nodeHandler sets it from
+ * the message group). EventBridge does not order events, so an event from it (no `group`)
+ * never sweeps. A node written after the completion (its stored `position` is later) is kept.
  */
 import type { NodeEvent } from '#core/change-event.ts';
-import { nodesPartition } from '#core/partition.ts';
 import { parseLsn, type Position } from '#core/position.ts';
 
 /** What a consumer stores with each node for the sweep (spread into its record). */
 export interface SweepMark {
   /** The bootstrap load under way when the node was last written (`event.load`), else null. */
   load: string | null;
+  /** The nodes-queue group it travels in (`event.group`), else null (from EventBridge: never swept). */
+  group: number | null;
   /** The position of the event that last wrote it. */
   position: Position;
 }
 
 /** The sweep mark of an event that writes a node (node.inserted, node.updated, snapshot or live). */
 export function sweepMark(event: NodeEvent): SweepMark {
-  return { load: event.load ?? null, position: event.position };
+  return { load: event.load ?? null, group: event.group ?? null, position: event.position };
 }
 
 /** A stored node, as the sweep needs it: its id and its stored mark. */
@@ -48,6 +46,8 @@ export interface SweepCandidate {
   id: string;
   /** The stored `load` (absent or null: written by no load). */
   load?: string | null;
+  /** The stored `group`; a node whose group is not known is never swept. */
+  group?: number | null;
   /** The stored `position`, when kept: a node written after the load completed is never swept. */
   position?: Position | null;
 }
@@ -58,7 +58,7 @@ export interface SnapshotSweep {
   /** The label swept. */
   label: string;
   /** The nodes-queue group whose nodes this copy speaks for. */
-  group: { index: number; count: number };
+  group: number;
   /**
    * True when the node must be deleted: it is of this label and this copy's group, the load
    * did not write it, and (when its position is known) no event after the completion did.
@@ -88,9 +88,9 @@ export function snapshotSweep(event: NodeEvent): SnapshotSweep | undefined {
   return {
     load: load.id,
     label,
-    group: { index: group.index, count: group.count },
+    group,
     shouldDelete(node) {
-      if (!node.id.startsWith(prefix) || nodesPartition(node.id, group.count) !== group.index) return false;
+      if (!node.id.startsWith(prefix) || node.group !== group) return false;
       if ((node.load ?? null) === load.id) return false;
       return node.position == null || !writtenAfter(node.position);
     },

@@ -230,7 +230,8 @@ export const graphNode = z.object({
 });
 
 /** The nodes-queue message group a copy of a label-wide event was sent to: `n{index}` of `count`. */
-export const nodesGroup = z.object({ index: z.number().int().nonnegative(), count: z.number().int().positive() });
+/** A nodes-queue message group's index: group `n{index}` carries the events of changes partition `index`. */
+export const nodesGroup = z.number().int().nonnegative();
 
 const nodeEvent = z.object({
   v: z.literal(1),
@@ -253,9 +254,9 @@ const nodeEvent = z.object({
   /** On label.snapshot.started / label.snapshot.completed: the load, its reason, and at completion its outcome. */
   bootstrap: bootstrapLoad.optional(),
   /**
-   * On the nodes queue, for an event sent to every message group (label.*): which group this
-   * copy is in (`index` of `count`), so a consumer can act on that group's nodes, those whose
-   * `nodesPartition(id, count) === index`. Absent on EventBridge, which gets one copy, unordered.
+   * On the nodes queue: the message group the event travels in (`n{group}`). Label-wide events
+   * (label.*) come once per group, each copy speaking for the nodes of its group; nodeHandler
+   * sets it on every event it hands over. Absent on EventBridge, which gets one copy, unordered.
    */
   group: nodesGroup.optional(),
   truncate: z.object({ cascade: z.boolean(), restartIdentity: z.boolean() }).optional(),

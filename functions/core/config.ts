@@ -353,12 +353,11 @@ export const transformConfigSchema = z
       .object({
         /** EventBridge bus: Source `pgrelay.<sourceId>`, DetailType the event type. */
         eventBridge: z.object({ busName: z.string().min(1), labels: labelList }).strict().optional(),
-        /** SQS FIFO queue of node events, a message group per node partition. */
+        /** SQS FIFO queue of node events: message group n{p} carries the events of changes partition p. */
         nodesQueue: z
           .object({
             queueUrl: z.string().url().refine((u) => u.endsWith('.fifo'), 'must be a FIFO queue (its URL ends in .fifo)'),
             labels: labelList,
-            partitions: z.number().int().min(1).max(4096).default(16),
           })
           .strict()
           .optional(),

@@ -50,15 +50,6 @@ export function messagePartition(prefix: string, partitions: number): number {
   return mix32(fnv1a(prefix, MESSAGE_PREFIX_HASH)) % partitions;
 }
 
-/**
- * A node's message group on the nodes queue (`n{nodesPartition(id, partitions)}`): every event
- * of the node goes there, so they stay in order. Consumers use it too (snapshotSweep): a copy
- * of a label-wide event in group p speaks for the nodes of that group.
- */
-export function nodesPartition(nodeId: string, partitions: number): number {
-  return mix32(fnv1a(nodeId)) % partitions;
-}
-
 export function messageGroupId(partition: number): string {
   return `p${partition}`;
 }

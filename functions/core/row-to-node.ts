@@ -12,13 +12,13 @@
  *              old key's partition) and an insert carrying `oldKey` (in the new key's), so each
  *              event is ordered with its own node's other events; both get `keyChange`.
  * - truncate → `label.truncated` with node {id: null, label, properties: {}} and the
- *              `truncate` flags, emitted only for the copy in partition 0 (see below).
+ *              `truncate` flags, for each partition's copy (see below).
  * - gap      → `label.gap` the same way, with the `gap` (which changes were lost, and whether
  *              a re-read was requested).
  * - snapshot → `node.updated` with `snapshot: true` and `tx: null`: a bootstrap read of an
  *              existing row, which subscribers apply as an upsert. properties = `after`.
  * - bootstrap.started / bootstrap.completed → `label.snapshot.started` / `.completed` with the
- *              load (`bootstrap`), once, from the copy in partition 0 like a truncate.
+ *              load (`bootstrap`), for each partition's copy like a truncate.
  * - `load` (the bootstrap of the table under way) is copied to the node events.
  * - message  → `message.emitted` with the logical message (prefix, content, encoding).
  *
@@ -41,12 +41,10 @@ export interface GraphEventContext {
   source: string;
   /** `schema.table` → label, from `labelsFor(config.tables)`. */
   labels: ReadonlyMap<string, string>;
-  /** The changes-queue partition the change arrived in (its batch's `partition`). */
-  partition: number;
 }
 
-/** The graph event of one change, or null when this copy of a broadcast change is not the one that speaks. */
-export function toGraphEvent(change: ChangeEvent, ctx: GraphEventContext): GraphNodeEvent | null {
+/** The graph event of one change. */
+export function toGraphEvent(change: ChangeEvent, ctx: GraphEventContext): GraphNodeEvent {
   if (change.op === 'message') {
     return { v: 1, type: 'message.emitted', source: ctx.source, message: change.message, position: change.position, tx: change.tx };
   }
@@ -81,8 +79,7 @@ export function toGraphEvent(change: ChangeEvent, ctx: GraphEventContext): Graph
 
     case 'bootstrap.started':
     case 'bootstrap.completed': {
-      // Sent to every partition, like a truncate: the copy in partition 0 speaks (see below).
-      if (ctx.partition !== 0) return null;
+      // Sent to every partition, like a truncate (see below).
       return {
         v: 1,
         type: change.op === 'bootstrap.started' ? 'label.snapshot.started' : 'label.snapshot.completed',
@@ -114,9 +111,9 @@ export function toGraphEvent(change: ChangeEvent, ctx: GraphEventContext): Graph
     case 'gap': {
       // The streamer sends a truncate (and a gap notice) to every partition of the changes
       // queue, each copy with the same position, so that it is ordered against every row of the
-      // table whichever partition the row lives in. Subscribers need it once: the copy in
-      // partition 0 speaks for all of them, and the others only served the per-partition order.
-      if (ctx.partition !== 0) return null;
+      // table whichever partition the row lives in. Each copy becomes an event: on the nodes queue
+      // it goes to its partition's group (ordered against that group's nodes); EventBridge gets
+      // partition 0's only (the transform picks).
       const event: NodeEvent = {
         v: 1,
         type: change.op === 'truncate' ? 'label.truncated' : 'label.gap',

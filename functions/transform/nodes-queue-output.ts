@@ -1,12 +1,15 @@
 /**
- * Node events onto the SQS FIFO nodes queue. A node always maps to the same message group
- * (`n{partition}`, by the hash of its id), so consumers see each node's events in order.
+ * Node events onto the SQS FIFO nodes queue. The events of one changes-queue record go to the
+ * message group of the record's changes partition (`n{partition}`): a node's changes all travel
+ * in one changes partition (by the hash of its table and key), so its events all land in one
+ * group, in order. A label-wide event (label.truncated, label.gap, label.snapshot.*) comes in
+ * every changes partition's record at the same position; each copy goes to its own partition's
+ * group, stamped `group`, so in each group it is ordered against every node of that group — no
+ * copy can overtake, or lag, the node events of another partition. A logical message travels in
+ * its prefix's partition, so a prefix's messages keep their order.
  * Events of one group are packed into messages of up to 256 KiB (`{"v":1,"events":[…]}`);
  * each message's deduplication id comes from the positions it carries, so re-sending the same
  * record after a failure is dropped by SQS within its five-minute window.
- *
- * An event with no node (label.truncated, label.gap, label.snapshot.*) is copied to every
- * group, each copy stamped `group: {index, count}` (EventBridge gets the event without it).
  *
  * Within a call at most one message per group is in flight, and a group stops at its first
  * failed message (later ones are not sent): the caller reports the source records failed
@@ -17,7 +20,6 @@ import type { GraphNodeEvent, NodeEvent } from '#core/change-event.ts';
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { backoffDelay } from '#core/backoff.ts';
 import { packInOrder } from '#core/pack.ts';
-import { nodesPartition } from '#core/partition.ts';
 import { parseLsn, positionKey } from '#core/position.ts';
 
 export const NODES_MESSAGE_MAX_BYTES = 256 * 1024;
@@ -44,48 +46,26 @@ function eventKey(e: NodeEventOut): string {
   return positionKey(parseLsn(e.event.position.commitLsn), e.event.position.seq);
 }
 
-/**
- * The copy of a label-wide event for group `index` of `count`: `group` added to the event and
- * to its JSON (inserted before the closing brace: no re-serialization; these events are rare).
- * A claim-check ref's JSON gets it too, and nodeHandler carries it onto the fetched event.
- */
-function groupCopy(e: NodeEventOut, event: NodeEvent, index: number, count: number): NodeEventOut {
-  const stamp = `,"group":{"index":${index},"count":${count}}`;
-  return { event: { ...event, group: { index, count } }, json: `${e.json.slice(0, e.json.lastIndexOf('}'))}${stamp}}`, bytes: e.bytes + stamp.length };
+/** A label-wide event's copy for group `group`: `group` added to the event and to its JSON (before the closing brace: no re-serialization). */
+function groupCopy(e: NodeEventOut, event: NodeEvent, group: number): NodeEventOut {
+  const stamp = `,"group":${group}`;
+  return { event: { ...event, group }, json: `${e.json.slice(0, e.json.lastIndexOf('}'))}${stamp}}`, bytes: e.bytes + stamp.length };
 }
 
-/** Pack events (in order) into per-group messages, order kept within each group. */
-export function packNodesMessages(events: NodeEventOut[], partitions: number): NodesMessage[] {
-  const byGroup = new Map<number, NodeEventOut[]>();
-  const add = (p: number, e: NodeEventOut) => {
-    let list = byGroup.get(p);
-    if (!list) byGroup.set(p, (list = []));
-    list.push(e);
-  };
-  for (const e of events) {
-    const event = e.event;
-    // A logical message keeps the order of its prefix: one group per prefix.
-    if (event.type === 'message.emitted') add(nodesPartition(`message:${event.message.prefix}`, partitions), e);
-    // A truncate (gap, snapshot start or end) concerns every node of its label, in every
-    // group: each group gets a copy, so it is ordered against every node's events
-    // (subscribers see one per group), stamped with the group it speaks for.
-    else if (event.node.id === null) for (let p = 0; p < partitions; p++) add(p, groupCopy(e, event, p, partitions));
-    else add(nodesPartition(event.node.id, partitions), e);
-  }
-  const messages: NodesMessage[] = [];
-  for (const [p, list] of byGroup) {
-    for (const events of packInOrder(list, { maxBytes: NODES_MESSAGE_MAX_BYTES, baseBytes: ENVELOPE }, (e) => e.bytes + 1)) {
-      const body = `{"v":1,"events":[${events.map((e) => e.json).join(',')}]}`;
-      messages.push({
-        group: `n${p}`,
-        body,
-        bytes: Buffer.byteLength(body),
-        deduplicationId: `n${p}.${eventKey(events[0] as NodeEventOut)}.${eventKey(events[events.length - 1] as NodeEventOut)}`,
-        events,
-      });
-    }
-  }
-  return messages;
+/** Pack the events of one changes-queue record (in order) into messages of its partition's group. */
+export function packNodesMessages(events: NodeEventOut[], partition: number): NodesMessage[] {
+  const list = events.map((e) => (e.event.type !== 'message.emitted' && e.event.node.id === null ? groupCopy(e, e.event, partition) : e));
+  const group = `n${partition}`;
+  return packInOrder(list, { maxBytes: NODES_MESSAGE_MAX_BYTES, baseBytes: ENVELOPE }, (e) => e.bytes + 1).map((events) => {
+    const body = `{"v":1,"events":[${events.map((e) => e.json).join(',')}]}`;
+    return {
+      group,
+      body,
+      bytes: Buffer.byteLength(body),
+      deduplicationId: `${group}.${eventKey(events[0] as NodeEventOut)}.${eventKey(events[events.length - 1] as NodeEventOut)}`,
+      events,
+    };
+  });
 }
 
 export interface SendResult {

@@ -101,10 +101,9 @@ export class Transform {
     }
     const out: NodeEventOut[] = [];
     try {
-      const ctx = { source: this.deps.config.sourceId, labels: this.labels, partition: batch.partition };
+      const ctx = { source: this.deps.config.sourceId, labels: this.labels };
       for (const change of batch.changes) {
         const event = toGraphEvent(change, ctx);
-        if (event === null) continue;
         const json = stringifyLossless(event);
         out.push({ event, json, bytes: Buffer.byteLength(json) });
       }
@@ -118,7 +117,10 @@ export class Transform {
     }
     this.stats.changes += batch.changes.length;
     this.stats.events += out.length;
-    const results = await Promise.all([this.toNodesQueue(out, record), this.toEventBus(out, record)]);
+    // Label-wide events come in every partition's record: each copy keeps its order on the nodes
+    // queue (in its partition's group); EventBridge, which does not order, gets one, partition 0's.
+    const bus = batch.partition === 0 ? out : out.filter((e) => e.event.type === 'message.emitted' || e.event.node.id !== null);
+    const results = await Promise.all([this.toNodesQueue(out, record, batch.partition), this.toEventBus(bus, record)]);
     return results.every(Boolean);
   }
 
@@ -133,10 +135,9 @@ export class Transform {
     return checkBatch(doc);
   }
 
-  private async toNodesQueue(events: NodeEventOut[], record: SqsRecord): Promise<boolean> {
+  private async toNodesQueue(events: NodeEventOut[], record: SqsRecord, partition: number): Promise<boolean> {
     const target = this.deps.nodesQueue;
-    const partitions = this.deps.config.outputs.nodesQueue?.partitions;
-    if (!target || partitions === undefined) return true;
+    if (!target) return true;
     const selected = this.nodesLabels ? events.filter((e) => passes(this.nodesLabels, e.event)) : events;
     if (selected.length === 0) return true;
     const sized: NodeEventOut[] = [];
@@ -148,7 +149,7 @@ export class Transform {
         sized.push({ ...e, json: ref, bytes: Buffer.byteLength(ref) });
       }
     }
-    const result = await sendNodesMessages(target.client, target.queueUrl, packNodesMessages(sized, partitions));
+    const result = await sendNodesMessages(target.client, target.queueUrl, packNodesMessages(sized, partition));
     if (result.failed.length > 0) {
       this.deps.log.warn('nodes queue did not accept every message; the record will be retried', {
         messageId: record.messageId,

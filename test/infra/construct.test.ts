@@ -841,7 +841,7 @@ describe('configuration documents', () => {
     expect(env[TRANSFORM_ENV.config]['Fn::Join'], 'a Fn::Join, not a literal string').toBeDefined();
     const doc = configDoc(env[TRANSFORM_ENV.config]);
     expect(doc.outputs.eventBridge.busName).toBe(`@@Ref:${logicalId(relay.bus as events.EventBus)}@@`);
-    expect(doc.outputs.nodesQueue).toEqual({ queueUrl: `@@Ref:${logicalId(relay.nodesQueue as sqs.Queue)}@@`, partitions: 16 });
+    expect(doc.outputs.nodesQueue).toEqual({ queueUrl: `@@Ref:${logicalId(relay.nodesQueue as sqs.Queue)}@@` });
     expect(doc.largePayloads).toEqual({ bucket: `@@Ref:${logicalId(relay.payloadBucket)}@@`, prefix: 'pgrelay/shop/' });
     expect(doc).toEqual(expect.objectContaining({ sourceId: 'shop', tables: ['public.orders', 'sales.order_items'], region: 'eu-west-1' }));
   });
@@ -1119,7 +1119,8 @@ describe('several sources', () => {
     expect(configDoc(containerEnv(resources[logicalId(billing.taskDefinition)])[ENV.config])).toEqual(
       expect.objectContaining({ partitions: 32, tableKeys: { 'billing.invoices': ['invoice_no'] }, database: expect.objectContaining({ port: 5433, host: 'billing.internal' }) }),
     );
-    expect(configDoc(envOf(resources[logicalId(billing.transformFunction)])[TRANSFORM_ENV.config]).outputs.nodesQueue.partitions).toBe(32);
+    // The nodes queue's groups are the changes partitions: the transform needs no count of its own.
+    expect(configDoc(envOf(resources[logicalId(billing.transformFunction)])[TRANSFORM_ENV.config]).outputs.nodesQueue).not.toHaveProperty('partitions');
     // Alarms are per slot.
     const alarmSlots = Object.values(ofType(t, 'AWS::CloudWatch::Alarm')).filter((a) => a.Properties.MetricName === 'SlotLagBytes').map((a) => a.Properties.Dimensions.find((d: Json) => d.Name === 'Slot').Value);
     expect(alarmSlots.sort()).toEqual(['pgrelay_billing_eu', 'pgrelay_shop']);

@@ -86,7 +86,7 @@ describe('the bundled Lambda code runs', () => {
         JSON.stringify({
           sourceId: 'bundle',
           tables: ['public.orders'],
-          outputs: { eventBridge: { busName: 'relay-bus' }, nodesQueue: { queueUrl: nodesUrl, partitions: 2 } },
+          outputs: { eventBridge: { busName: 'relay-bus' }, nodesQueue: { queueUrl: nodesUrl } },
           region: 'us-east-1',
           sqsEndpoint: endpoint,
           eventBridgeEndpoint: eventBridge.endpoint,

@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeBatch, type GraphNodeEvent, type NodeEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
-import { nodesPartition, partitionOf } from '#core/partition.ts';
+import { partitionOf } from '#core/partition.ts';
 import { toGraphEvent } from '#core/row-to-node.ts';
 import { createTransform } from '#transform/handler.ts';
 import type { SqsRecord } from '#shared/lambda-types.ts';
@@ -30,9 +30,8 @@ const TABLE = 'public.accounts';
 function keyApartFrom(other: number, taken: number[]): number {
   for (let k = other + 1; ; k++) {
     if (taken.includes(k)) continue;
-    const apart =
-      partitionOf(TABLE, `{"id":${k}}`, PARTITIONS) !== partitionOf(TABLE, `{"id":${other}}`, PARTITIONS) &&
-      nodesPartition(`accounts:${k}`, PARTITIONS) !== nodesPartition(`accounts:${other}`, PARTITIONS);
+    // The nodes queue's groups are the changes partitions: apart in one is apart in the other.
+    const apart = partitionOf(TABLE, `{"id":${k}}`, PARTITIONS) !== partitionOf(TABLE, `{"id":${other}}`, PARTITIONS);
     if (apart) return k;
   }
 }
@@ -53,14 +52,62 @@ function byGroup(messages: ReceivedMessage[]): Map<string, ReceivedMessage[]> {
   return groups;
 }
 
-/** A consumer that applies node events in the order it reads them: the nodes it ends with. */
-function replay(events: Iterable<GraphNodeEvent>): Map<string, Record<string, unknown>> {
+/**
+ * A consumer that applies node events in the order it reads them: the nodes it ends with. A
+ * truncate copy speaks for the nodes of its own group (those it read in that group).
+ */
+function replay(groups: [string, GraphNodeEvent[]][]): Map<string, Record<string, unknown>> {
   const nodes = new Map<string, Record<string, unknown>>();
-  for (const e of events) {
-    if (e.type === 'node.inserted' || e.type === 'node.updated') nodes.set(e.node.id as string, e.node.properties);
-    else if (e.type === 'node.deleted') nodes.delete(e.node.id as string);
+  const groupOf = new Map<string, string>();
+  for (const [group, events] of groups) {
+    for (const e of events) {
+      if (e.type === 'node.inserted' || e.type === 'node.updated') {
+        nodes.set(e.node.id as string, e.node.properties);
+        groupOf.set(e.node.id as string, group);
+      } else if (e.type === 'node.deleted') nodes.delete(e.node.id as string);
+      else if (e.type === 'label.truncated') for (const [id, g] of groupOf) if (g === group && id.startsWith(`${e.node.label}:`)) nodes.delete(id);
+    }
   }
   return nodes;
+}
+
+/** A changes-queue message as Lambda's event source hands it to the transform. */
+function record(m: ReceivedMessage): SqsRecord {
+  return {
+    messageId: m.messageId,
+    receiptHandle: m.messageId,
+    body: m.body,
+    attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'test', ApproximateFirstReceiveTimestamp: '0', MessageGroupId: m.groupId ?? '' },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:key-order-changes.fifo',
+    awsRegion: 'us-east-1',
+  };
+}
+
+const eventsOf = (m: ReceivedMessage) => (JSON.parse(m.body) as { events: GraphNodeEvent[] }).events;
+
+/**
+ * Feeds the real transform the changes groups in every order (Lambda runs groups side by side),
+ * each time into a fresh nodes queue, and calls `check` with that queue's groups.
+ */
+async function throughTheTransform(endpoint: string, table: string, changesMessages: ReceivedMessage[], check: (nodesGroups: Map<string, ReceivedMessage[]>, order: string[]) => void): Promise<void> {
+  const changesGroups = byGroup(changesMessages);
+  const client = sqsClient(endpoint);
+  try {
+    for (const [i, changesOrder] of permutations([...changesGroups.keys()]).entries()) {
+      const nodesUrl = await createFifoQueue(endpoint, `order-nodes-${i}`);
+      const transform = createTransform(
+        parseTransformConfig({ sourceId: 'shop', tables: [table], outputs: { nodesQueue: { queueUrl: nodesUrl } }, sqsEndpoint: endpoint }),
+        { credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, log: { info: () => {}, warn: () => {}, error: () => {} } },
+      );
+      for (const g of changesOrder) expect(await transform.handle((changesGroups.get(g) ?? []).map(record))).toEqual({ batchItemFailures: [] });
+      check(byGroup(await drainQueue(client, nodesUrl, { waitTimeSeconds: 0 })), changesOrder);
+    }
+  } finally {
+    client.destroy();
+  }
 }
 
 describe('a key change, consumed group by group in every order of the groups', () => {
@@ -128,62 +175,78 @@ describe('a key change, consumed group by group in every order of the groups', (
     const orders = permutations([...groups.keys()]);
     expect(orders.length).toBeGreaterThanOrEqual(2);
     for (const order of orders) {
-      const events = order.flatMap((g) =>
+      const replayed = order.map((g): [string, GraphNodeEvent[]] => [
+        g,
         (groups.get(g) ?? []).flatMap((m) => {
           const batch = changeBatch.parse(JSON.parse(m.body));
-          return batch.changes.map((ch) => toGraphEvent(ch, { source: 'shop', labels: new Map([[TABLE, 'accounts']]), partition: batch.partition }));
+          return batch.changes.map((ch) => toGraphEvent(ch, { source: 'shop', labels: new Map([[TABLE, 'accounts']]) }));
         }),
-      );
-      expect(replay(events.filter((e) => e !== null)), `groups read in the order ${order.join(', ')}`).toEqual(tableNodes);
+      ]);
+      expect(replay(replayed), `groups read in the order ${order.join(', ')}`).toEqual(tableNodes);
     }
   });
 
   it('nodes queue, through the real transform fed the changes groups in every order: every group order replays to exactly the table', async () => {
-    const changesGroups = byGroup(changesMessages);
-    const record = (m: ReceivedMessage): SqsRecord => ({
-      messageId: m.messageId,
-      receiptHandle: m.messageId,
-      body: m.body,
-      attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'test', ApproximateFirstReceiveTimestamp: '0', MessageGroupId: m.groupId ?? '' },
-      messageAttributes: {},
-      md5OfBody: '',
-      eventSource: 'aws:sqs',
-      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:key-order-changes.fifo',
-      awsRegion: 'us-east-1',
-    });
-    const eventsOf = (m: ReceivedMessage) => (JSON.parse(m.body) as { events: GraphNodeEvent[] }).events;
-    const client = sqsClient(endpoint);
-    try {
-      // Lambda may run the changes groups' records in any order relative to each other: one
-      // nodes queue per order in which the transform sees the changes groups.
-      for (const [i, changesOrder] of permutations([...changesGroups.keys()]).entries()) {
-        const nodesUrl = await createFifoQueue(endpoint, `key-order-nodes-${i}`);
-        const transform = createTransform(
-          parseTransformConfig({ sourceId: 'shop', tables: ['accounts'], outputs: { nodesQueue: { queueUrl: nodesUrl, partitions: PARTITIONS } }, sqsEndpoint: endpoint }),
-          { credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, log: { info: () => {}, warn: () => {}, error: () => {} } },
-        );
-        for (const g of changesOrder) expect(await transform.handle((changesGroups.get(g) ?? []).map(record))).toEqual({ batchItemFailures: [] });
-        const nodesGroups = byGroup(await drainQueue(client, nodesUrl, { waitTimeSeconds: 0 }));
-        // Every node's events, key changes included, sit in that node's own group.
-        for (const [group, messages] of nodesGroups) {
-          for (const e of messages.flatMap(eventsOf) as NodeEvent[]) expect(group).toBe(`n${nodesPartition(e.node.id as string, PARTITIONS)}`);
-        }
-        const keyChanges = [...nodesGroups.values()].flat().flatMap(eventsOf).filter((e) => e.type !== 'message.emitted' && e.keyChange !== undefined);
-        expect(keyChanges.map((e) => [e.type, (e as NodeEvent).node.id]).sort()).toEqual(
-          [
-            ['node.deleted', `accounts:${a}`],
-            ['node.inserted', `accounts:${b}`],
-            ['node.deleted', `accounts:${c}`],
-            ['node.inserted', `accounts:${d}`],
-          ].sort(),
-        );
-        for (const order of permutations([...nodesGroups.keys()])) {
-          const events = order.flatMap((g) => (nodesGroups.get(g) ?? []).flatMap(eventsOf));
-          expect(replay(events), `changes groups transformed in the order ${changesOrder.join(', ')}, nodes groups read in the order ${order.join(', ')}`).toEqual(tableNodes);
-        }
+    await throughTheTransform(endpoint, 'accounts', changesMessages, (nodesGroups, changesOrder) => {
+      // Every node's events, key changes included, sit in that node's own group.
+      for (const [group, messages] of nodesGroups) {
+        for (const e of messages.flatMap(eventsOf) as NodeEvent[]) expect(group).toBe(`n${partitionOf(TABLE, `{"id":${(e.node.id as string).split(':')[1]}}`, PARTITIONS)}`);
       }
-    } finally {
+      const keyChanges = [...nodesGroups.values()].flat().flatMap(eventsOf).filter((e) => e.type !== 'message.emitted' && e.keyChange !== undefined);
+      expect(keyChanges.map((e) => [e.type, (e as NodeEvent).node.id]).sort()).toEqual(
+        [
+          ['node.deleted', `accounts:${a}`],
+          ['node.inserted', `accounts:${b}`],
+          ['node.deleted', `accounts:${c}`],
+          ['node.inserted', `accounts:${d}`],
+        ].sort(),
+      );
+      for (const order of permutations([...nodesGroups.keys()])) {
+        const groups = order.map((g): [string, GraphNodeEvent[]] => [g, (nodesGroups.get(g) ?? []).flatMap(eventsOf)]);
+        expect(replay(groups), `changes groups transformed in the order ${changesOrder.join(', ')}, nodes groups read in the order ${order.join(', ')}`).toEqual(tableNodes);
+      }
+    });
+  });
+});
+
+describe('a truncate, consumed group by group in every order of the groups (regression: label-wide events reached the nodes queue from partition 0 only)', () => {
+  it('each group gets the truncate after its own nodes\' earlier changes and before their later ones: every order replays to exactly the table', async () => {
+    const db = await testDatabase('truncate_order');
+    const endpoint = await testSqsEndpoint();
+    const changesUrl = await createFifoQueue(endpoint, 'truncate-order-changes');
+    await withClient(db.url, (client) => client.query('CREATE TABLE items (id int PRIMARY KEY, v text)'));
+    const running = startStreamer(streamerConfig({ dbUrl: db.url, queueUrl: changesUrl, sqsEndpoint: endpoint, tables: ['items'], partitions: PARTITIONS }));
+    try {
+      await running.ready;
+      // Rows in every partition before the truncate, and after it in partitions other than 0.
+      const inPartition = (p: number, skip: number[]) => {
+        for (let k = 1; ; k++) if (!skip.includes(k) && partitionOf('public.items', `{"id":${k}}`, PARTITIONS) === p) return k;
+      };
+      const before = [0, 1, 2, 3].map((p) => inPartition(p, []));
+      const after = [1, 2, 3].map((p) => inPartition(p, before));
+      await withClient(db.url, async (client) => {
+        for (const id of before) await client.query(`INSERT INTO items VALUES ($1, 'before')`, [id]);
+        await client.query('TRUNCATE items');
+        for (const id of after) await client.query(`INSERT INTO items VALUES ($1, 'after')`, [id]);
+      });
+      const client = sqsClient(endpoint);
+      const messages = await receiveUntil(client, changesUrl, (ms) => changesOf(ms).length >= before.length + PARTITIONS + after.length, 20_000);
       client.destroy();
+      const expected = new Map(after.map((id) => [`items:${id}`, { id, v: 'after' }]));
+      await throughTheTransform(endpoint, 'items', messages, (nodesGroups, changesOrder) => {
+        for (const [group, ms] of nodesGroups) {
+          const truncates = ms.flatMap(eventsOf).filter((e) => e.type === 'label.truncated');
+          expect(truncates, `group ${group}`).toHaveLength(1);
+          expect(truncates[0]).toMatchObject({ group: Number(group.slice(1)) });
+        }
+        for (const order of permutations([...nodesGroups.keys()])) {
+          const groups = order.map((g): [string, GraphNodeEvent[]] => [g, (nodesGroups.get(g) ?? []).flatMap(eventsOf)]);
+          expect(replay(groups), `changes groups transformed in the order ${changesOrder.join(', ')}, nodes groups read in the order ${order.join(', ')}`).toEqual(expected);
+        }
+      });
+    } finally {
+      await running.stop();
+      await db.drop();
     }
   });
 });

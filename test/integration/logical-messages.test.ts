@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { graphNodeEvent, type MessageEvent } from '#core/change-event.ts';
 import { parseTransformConfig } from '#core/config.ts';
-import { messagePartition, nodesPartition } from '#core/partition.ts';
+import { messagePartition } from '#core/partition.ts';
 import { comparePositions, parseLsn } from '#core/position.ts';
 import { createTransform } from '#transform/handler.ts';
 import { invokeFromQueue } from '#dev/lambda-event-source.ts';
@@ -139,7 +139,7 @@ describe('logical decoding messages', () => {
     });
     const transform = createTransform(
       // A label filter lets messages through: they have no label.
-      parseTransformConfig({ sourceId: 'shop', tables: ['orders'], outputs: { nodesQueue: { queueUrl: nodesUrl, partitions: PARTITIONS, labels: ['orders'] }, eventBridge: { busName: 'bus', labels: ['orders'] } }, sqsEndpoint: queue.endpoint, eventBridgeEndpoint: eventBridge.endpoint }),
+      parseTransformConfig({ sourceId: 'shop', tables: ['orders'], outputs: { nodesQueue: { queueUrl: nodesUrl, labels: ['orders'] }, eventBridge: { busName: 'bus', labels: ['orders'] } }, sqsEndpoint: queue.endpoint, eventBridgeEndpoint: eventBridge.endpoint }),
       { credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, log: { info: () => {}, warn: () => {}, error: () => {} } },
     );
     const nodes: ReceivedMessage[] = [];
@@ -156,7 +156,7 @@ describe('logical decoding messages', () => {
     expect(messageEvents.map((e) => e.message.content)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
     expect(messageEvents.every((e) => e.source === 'shop' && e.tx !== null && e.message.prefix === 'outbox')).toBe(true);
     const groups = new Set(nodes.filter((m) => eventsOf([m]).some((e) => e.type === 'message.emitted')).map((m) => m.groupId));
-    expect(groups).toEqual(new Set([`n${nodesPartition('message:outbox', PARTITIONS)}`]));
+    expect(groups).toEqual(new Set([`n${messagePartition('outbox', PARTITIONS)}`]));
     // EventBridge: DetailType message.emitted, the prefix in the detail for rules to match.
     const bus = eventBridge.events.filter((e) => e.detailType === 'message.emitted');
     expect(bus.map((e) => (e.detail as MessageEvent).message.content).sort()).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);

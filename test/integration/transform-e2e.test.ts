@@ -66,7 +66,7 @@ describe('transform end to end: PostgreSQL → streamer → changes queue → tr
       parseTransformConfig({
         sourceId: 'shop',
         tables: ['customers', 'orders', 'order_items', 'docs'],
-        outputs: { nodesQueue: { queueUrl: nodesUrl, partitions: 4 }, eventBridge: { busName: 'shop-bus', labels: ['orders', 'docs'] } },
+        outputs: { nodesQueue: { queueUrl: nodesUrl }, eventBridge: { busName: 'shop-bus', labels: ['orders', 'docs'] } },
         largePayloads: { bucket, prefix: 'e2e/' },
         sqsEndpoint: endpoint,
         s3Endpoint: endpoint,

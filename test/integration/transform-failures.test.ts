@@ -39,7 +39,7 @@ describe('transform: partial batch failures keep FIFO order', () => {
     transform = createTransform(
       parseTransformConfig({
         tables: ['orders', 'customers'],
-        outputs: { nodesQueue: { queueUrl: nodesUrl, partitions: 2 }, eventBridge: { busName: 'bus' } },
+        outputs: { nodesQueue: { queueUrl: nodesUrl }, eventBridge: { busName: 'bus' } },
         sqsEndpoint: endpoint,
         eventBridgeEndpoint: eventBridge.endpoint,
       }),

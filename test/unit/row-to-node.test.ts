@@ -28,7 +28,6 @@ const ctx: GraphEventContext = {
     { schema: 'public', table: 'order_items' },
     { schema: 'public', table: 'tags' },
   ]),
-  partition: 0,
 };
 
 /**
@@ -235,11 +234,9 @@ describe('toGraphEvent: logical message', () => {
     const message = { prefix: 'outbox', content: 'hi', encoding: 'utf8' as const, transactional: false };
     const c: ChangeEvent = { v: 1, op: 'message', message, position: { commitLsn: '0/900', seq: 0 }, tx: null };
     changeEvent.parse(c);
-    for (const partition of [0, 5]) {
-      const event = toGraphEvent(c, { ...ctx, partition });
-      expect(event).toStrictEqual({ v: 1, type: 'message.emitted', source: 'shop', message, position: c.position, tx: null });
-      expect(graphNodeEvent.parse(event)).toEqual(event);
-    }
+    const event = toGraphEvent(c, ctx);
+    expect(event).toStrictEqual({ v: 1, type: 'message.emitted', source: 'shop', message, position: c.position, tx: null });
+    expect(graphNodeEvent.parse(event)).toEqual(event);
   });
 });
 
@@ -268,7 +265,7 @@ describe('toGraphEvent: truncate', () => {
     truncate: { cascade: true, restartIdentity: false },
   });
 
-  it('the copy in partition 0 emits one label.truncated with the flags', () => {
+  it('a truncate (each partition\'s copy alike) is one label.truncated with the flags', () => {
     expect(run(truncate)).toStrictEqual([
       {
         v: 1,
@@ -282,9 +279,7 @@ describe('toGraphEvent: truncate', () => {
     ]);
   });
 
-  it('the copies in other partitions emit nothing', () => {
-    for (const partition of [1, 2, 15]) expect(run(truncate, { ...ctx, partition })).toEqual([]);
-  });
+
 });
 
 describe('toGraphEvent: gap', () => {
@@ -295,7 +290,7 @@ describe('toGraphEvent: gap', () => {
     gap: { reason: 'slot-dropped', afterLsn: '0/100', untilLsn: '0/200', repair: 'bootstrap-requested' },
   });
 
-  it('the copy in partition 0 emits one label.gap saying what was lost; the other copies nothing', () => {
+  it('a gap is one label.gap saying what was lost', () => {
     expect(run(gapChange)).toStrictEqual([
       {
         v: 1,
@@ -307,7 +302,6 @@ describe('toGraphEvent: gap', () => {
         tx: TX,
       },
     ]);
-    for (const partition of [1, 7]) expect(run(gapChange, { ...ctx, partition })).toEqual([]);
   });
 });
 
@@ -342,7 +336,7 @@ describe('toGraphEvent: bootstrap', () => {
     });
   });
 
-  it('started and completed markers are label.snapshot.* from the copy in partition 0, with the load', () => {
+  it('started and completed markers are label.snapshot.* with the load', () => {
     const load = { id: 'L1', reason: 'gap' as const, gap: { afterLsn: '0/10', untilLsn: '0/20' } };
     const marker = (op: 'bootstrap.started' | 'bootstrap.completed', bootstrap: object): ChangeEvent =>
       ({ v: 1, op, schema: 'public', table: 'orders', key: null, after: null, before: null, bootstrap, position: { commitLsn: '0/30', seq: 0 }, tx: null }) as ChangeEvent;
@@ -351,7 +345,6 @@ describe('toGraphEvent: bootstrap', () => {
     ]);
     const [done] = run(marker('bootstrap.completed', { ...load, outcome: 'complete', rows: 12 }));
     expect(done).toMatchObject({ type: 'label.snapshot.completed', bootstrap: { outcome: 'complete', rows: 12 } });
-    expect(run(marker('bootstrap.completed', { ...load, outcome: 'complete' }), { ...ctx, partition: 3 })).toEqual([]);
   });
 
   it('a live change during a load carries the load', () => {

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BootstrapLoad, ChangeBatch, ChangeEvent, GraphNodeEvent, NodeEvent } from '#core/change-event.ts';
 import { labelsFor } from '#core/node-id.ts';
-import { nodesPartition, partitionOf } from '#core/partition.ts';
+import { partitionOf } from '#core/partition.ts';
 import { toGraphEvent } from '#core/row-to-node.ts';
 import { stringifyLossless } from '#core/values/lossless-json.ts';
 import { nodeHandler, snapshotSweep, sweepMark, type SweepMark } from '#consumer/index.ts';
@@ -16,7 +16,6 @@ import type { EventBridgeEvent, SqsEvent, SqsRecord } from '#shared/lambda-types
 import { packNodesMessages, type NodeEventOut } from '#transform/nodes-queue-output.ts';
 
 const CHANGES_PARTITIONS = 4;
-const NODES_PARTITIONS = 4;
 const labels = labelsFor([{ schema: 'public', table: 'orders' }, { schema: 'public', table: 'customers' }]);
 
 let lsn = 0x100;
@@ -61,12 +60,11 @@ function nodesQueueRecords(batches: ChangeBatch[]): SqsRecord[] {
   for (const batch of batches) {
     const out: NodeEventOut[] = [];
     for (const change of batch.changes) {
-      const event = toGraphEvent(change, { source: 'shop', labels, partition: batch.partition });
-      if (event === null) continue;
+      const event = toGraphEvent(change, { source: 'shop', labels });
       const json = stringifyLossless(event);
       out.push({ event, json, bytes: Buffer.byteLength(json) });
     }
-    for (const m of packNodesMessages(out, NODES_PARTITIONS)) {
+    for (const m of packNodesMessages(out, batch.partition)) {
       records.push({
         messageId: `m${++messageId}`, receiptHandle: '', body: m.body,
         attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', MessageGroupId: m.group, MessageDeduplicationId: m.deduplicationId },
@@ -94,7 +92,7 @@ function consumer() {
       for (const [id, n] of store) {
         if (n.label === e.node.label && sweep.shouldDelete({ id, ...n })) {
           store.delete(id);
-          swept.push({ group: sweep.group.index, id });
+          swept.push({ group: sweep.group, id });
         }
       }
     },
@@ -144,33 +142,26 @@ describe('snapshotSweep through nodeHandler, on the nodes queue', () => {
     expect(storedOrders(c.store)).toEqual(orders(ids(1, 61).filter((id) => id !== 5)));
     await c.deliver(nodesQueueRecords(s.completed));
 
-    expect(c.completions.map((e) => e.group?.index).sort()).toEqual([0, 1, 2, 3]);
+    expect(c.completions.map((e) => e.group).sort()).toEqual([0, 1, 2, 3]);
     expect(storedOrders(c.store)).toEqual(s.table);
     expect([...c.store.keys()].filter((id) => id.startsWith('customers:')).sort()).toEqual(['customers:1', 'customers:2', 'customers:3']);
     // Each lost node swept once, by the copy of its own group, and several groups took part.
     expect(c.swept.map((x) => x.id).sort()).toEqual(orders(s.lost));
-    for (const x of c.swept) expect(x.group).toBe(nodesPartition(x.id, NODES_PARTITIONS));
+    for (const x of c.swept) expect(x.group).toBe(partitionOfKey('orders', { id: x.id.split(':')[1] as string }));
     expect(new Set(c.swept.map((x) => x.group)).size).toBeGreaterThan(1);
   });
 
-  it('a node written after the completion, through a changes partition that ran ahead of partition 0, is not swept', async () => {
+  it('a node written after the completion (in its group, after the copy) is not swept by that copy; one of another group is left to its own copy', async () => {
     const s = gapRepair('complete');
-    // A row outside changes partition 0 is updated after the load ended: no load on its event.
-    const id = ids(1, 60).find((n) => !s.lost.includes(n) && n !== 5 && partitionOfKey('orders', { id: String(n) }) !== 0)!;
-    s.stream.live('update', id);
-    const after = s.stream.take();
     const c = consumer();
-    await c.deliver(nodesQueueRecords([...s.before, ...s.during]));
-    await c.deliver(nodesQueueRecords(after)); // ahead of the completion, which partition 0 carries
-    const stored = c.store.get(`orders:${id}`)!;
-    expect(stored.load).toBeNull();
-    await c.deliver(nodesQueueRecords(s.completed));
-    expect(c.store.has(`orders:${id}`)).toBe(true);
-    expect(c.swept.map((x) => x.id).sort()).toEqual(orders(s.lost));
-    // Without its position the node would have been taken for one the load did not see.
-    const completion = c.completions.find((e) => e.group?.index === nodesPartition(`orders:${id}`, NODES_PARTITIONS))!;
-    expect(snapshotSweep(completion)!.shouldDelete({ id: `orders:${id}`, load: null })).toBe(true);
-    expect(snapshotSweep(completion)!.shouldDelete({ id: `orders:${id}`, load: null, position: stored.position })).toBe(false);
+    await c.deliver(nodesQueueRecords([...s.before, ...s.during, ...s.completed]));
+    const completion = c.completions.find((e) => e.group === 1) as NodeEvent;
+    const sweep = snapshotSweep(completion);
+    const later = { commitLsn: '0/FFFF', seq: 0 };
+    expect(sweep?.shouldDelete({ id: 'orders:9001', load: null, group: 1 })).toBe(true);
+    expect(sweep?.shouldDelete({ id: 'orders:9001', load: null, group: 1, position: later })).toBe(false);
+    expect(sweep?.shouldDelete({ id: 'orders:9001', load: null, group: 2 })).toBe(false);
+    expect(sweep?.shouldDelete({ id: 'orders:9001', load: null })).toBe(false); // group unknown (from EventBridge): never swept
   });
 
   for (const outcome of ['cancelled', 'failed'] as const) {
@@ -178,7 +169,7 @@ describe('snapshotSweep through nodeHandler, on the nodes queue', () => {
       const s = gapRepair(outcome);
       const c = consumer();
       await c.deliver(nodesQueueRecords([...s.before, ...s.during, ...s.completed]));
-      expect(c.completions).toHaveLength(NODES_PARTITIONS);
+      expect(c.completions).toHaveLength(CHANGES_PARTITIONS);
       for (const e of c.completions) expect(snapshotSweep(e)).toBeUndefined();
       expect(c.swept).toEqual([]);
       expect(storedOrders(c.store)).toEqual(orders([...ids(1, 60).filter((id) => id !== 5), 61])); // the live delete and insert only
@@ -190,7 +181,7 @@ describe('snapshotSweep through nodeHandler, on the nodes queue', () => {
     const c = consumer();
     await c.deliver(nodesQueueRecords([...s.before, ...s.during]));
     // What the transform gives EventBridge: the event of partition 0's copy, as it is.
-    const events = s.completed.flatMap((b) => b.changes.map((ch) => toGraphEvent(ch, { source: 'shop', labels, partition: b.partition }))).filter((e): e is GraphNodeEvent => e !== null);
+    const events: GraphNodeEvent[] = s.completed.filter((b) => b.partition === 0).flatMap((b) => b.changes.map((ch) => toGraphEvent(ch, { source: 'shop', labels })));
     expect(events).toHaveLength(1);
     const detail = JSON.parse(stringifyLossless(events[0]!)) as NodeEvent;
     await c.handler({ version: '0', id: 'e1', 'detail-type': detail.type, source: 'pgrelay.shop', account: '1', time: '', region: 'us-east-1', resources: [], detail } satisfies EventBridgeEvent);
@@ -204,19 +195,16 @@ describe('snapshotSweep through nodeHandler, on the nodes queue', () => {
   it('shouldDelete: only this label, only this group, only nodes the load did not write', () => {
     const e: NodeEvent = {
       v: 1, type: 'label.snapshot.completed', source: 'shop', node: { id: null, label: 'orders', properties: {} },
-      bootstrap: { id: 'L1', reason: 'operator', outcome: 'complete', rows: 0 }, group: { index: 1, count: 4 }, position: { commitLsn: '0/50', seq: 0 }, tx: null,
+      bootstrap: { id: 'L1', reason: 'operator', outcome: 'complete', rows: 0 }, group: 1, position: { commitLsn: '0/50', seq: 0 }, tx: null,
     };
-    const inGroup = ids(1, 100).map((n) => `orders:${n}`).find((id) => nodesPartition(id, 4) === 1)!;
-    const otherGroup = ids(1, 100).map((n) => `orders:${n}`).find((id) => nodesPartition(id, 4) !== 1)!;
-    const otherLabel = ids(1, 100).map((n) => `customers:${n}`).find((id) => nodesPartition(id, 4) === 1)!;
-    const sweep = snapshotSweep(e)!;
-    expect(sweep).toMatchObject({ load: 'L1', label: 'orders', group: { index: 1, count: 4 } });
-    expect(sweep.shouldDelete({ id: inGroup })).toBe(true);
-    expect(sweep.shouldDelete({ id: inGroup, load: 'L0', position: { commitLsn: '0/50', seq: 0 } })).toBe(true);
-    expect(sweep.shouldDelete({ id: inGroup, load: 'L1' })).toBe(false);
-    expect(sweep.shouldDelete({ id: inGroup, load: null, position: { commitLsn: '0/50', seq: 1 } })).toBe(false);
-    expect(sweep.shouldDelete({ id: otherGroup })).toBe(false);
-    expect(sweep.shouldDelete({ id: otherLabel })).toBe(false);
+    const sweep = snapshotSweep(e);
+    expect(sweep).toMatchObject({ load: 'L1', label: 'orders', group: 1 });
+    expect(sweep?.shouldDelete({ id: 'orders:7', group: 1 })).toBe(true);
+    expect(sweep?.shouldDelete({ id: 'orders:7', group: 1, load: 'L0', position: { commitLsn: '0/50', seq: 0 } })).toBe(true);
+    expect(sweep?.shouldDelete({ id: 'orders:7', group: 1, load: 'L1' })).toBe(false);
+    expect(sweep?.shouldDelete({ id: 'orders:7', group: 1, load: null, position: { commitLsn: '0/50', seq: 1 } })).toBe(false);
+    expect(sweep?.shouldDelete({ id: 'orders:7', group: 2 })).toBe(false);
+    expect(sweep?.shouldDelete({ id: 'customers:7', group: 1 })).toBe(false);
     expect(snapshotSweep({ ...e, type: 'label.snapshot.started' })).toBeUndefined();
   });
 });
