@@ -85,9 +85,11 @@ export function parseOperatorArgs(argv: string[], env: Record<string, string | u
   const sourceId = typeof doc.sourceId === 'string' ? doc.sourceId : 'default';
   const defaultName = `pgrelay_${sourceId.replaceAll('-', '_')}`;
   const tables: TableName[] = [];
-  const tableList = values.tables !== undefined ? values.tables.split(',').map((t) => t.trim()).filter(Boolean) : Array.isArray(doc.tables) ? (doc.tables as string[]) : [];
+  // A config entry is a name, or an object with one in `table` (and the table's own settings).
+  const entryName = (t: unknown) => String(typeof t === 'object' && t !== null && 'table' in t ? t.table : t);
+  const tableList = values.tables !== undefined ? values.tables.split(',').map((t) => t.trim()).filter(Boolean) : Array.isArray(doc.tables) ? doc.tables.map(entryName) : [];
   for (const t of tableList) {
-    const parsed = parseTableName(String(t));
+    const parsed = parseTableName(t);
     if (typeof parsed === 'string') problems.push(parsed);
     else tables.push(parsed);
   }

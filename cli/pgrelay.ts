@@ -25,7 +25,7 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   run: { synopsis: 'run', load: async () => (await import('./run.ts')).runCommand },
   doctor: { synopsis: 'doctor', load: async () => (await import('./doctor.ts')).doctorCommand },
   status: { synopsis: 'status', load: async () => (await import('./status.ts')).statusCommand },
-  bootstrap: { synopsis: 'bootstrap SCHEMA.TABLE', load: async () => (await import('./bootstrap.ts')).bootstrapCommand },
+  bootstrap: { synopsis: 'bootstrap SCHEMA.TABLE [--cancel]', load: async () => (await import('./bootstrap.ts')).bootstrapCommand },
   slot: { synopsis: 'slot drop', load: async () => (await import('./slot.ts')).slotCommand },
 };
 

@@ -2,7 +2,7 @@
 import { OPERATOR_USAGE, parseOperatorArgs } from './args.ts';
 import { OperatorError, processIo, runCommand, type OperatorIo } from './operator.ts';
 import { formatBytes } from '#core/bytes.ts';
-import { readStatus, statusProblems, type SourceStatus, type StatusProblem } from '#shared/source-status.ts';
+import { readStatus, statusProblems, type BootstrapRecord, type SourceStatus, type StatusProblem } from '#shared/source-status.ts';
 
 const STATUS_USAGE = `usage: pgrelay status [--slot NAME] [--publication NAME] [--tables a,b] [--json]\n${OPERATOR_USAGE}`;
 
@@ -65,6 +65,7 @@ export function formatStatus(where: string, s: SourceStatus, problems: StatusPro
   for (const t of s.tables) {
     const membership = !t.exists ? 'does not exist ' : t.inPublication ? 'published      ' : 'NOT published  ';
     out += line('table', `${t.table.padEnd(width)}  ${membership}bootstrap ${t.bootstrap.detail}`);
+    if (t.bootstrap.state !== 'untracked' && t.bootstrap.state !== 'not-requested') out += formatLoad(t.bootstrap);
   }
   if (problems.length > 0) {
     out += 'problems\n';
@@ -73,3 +74,35 @@ export function formatStatus(where: string, s: SourceStatus, problems: StatusPro
   return out;
 }
 
+/** A load's figures under its table's line: rows read of the estimate, rate and ETA, start, end, error. */
+export function formatLoad(b: BootstrapRecord): string {
+  const sub = (label: string, value: string) => `${' '.repeat(LABEL + 2)}${label.padEnd(10)}${value}\n`;
+  let out = '';
+  if (b.startedAt !== null) {
+    const of = b.rowsEstimated !== null && b.percentOfEstimate !== null ? ` of ~${count(b.rowsEstimated)} (${b.percentOfEstimate.toFixed(1)}%)` : ' (no estimate)';
+    const rate = b.rowsPerSecond !== null ? `, ${formatRate(b.rowsPerSecond)} rows/s` : '';
+    const past = b.state === 'running' && b.percentOfEstimate !== null && b.percentOfEstimate >= 100;
+    const eta = b.etaSeconds !== null ? `, ETA ${formatDuration(b.etaSeconds)}` : past ? ', past the estimate' : '';
+    out += sub('rows', `${count(b.rowsRead)}${of}${rate}${eta}`);
+    out += sub('started', b.startedAt);
+  }
+  if (b.finishedAt !== null) out += sub('finished', `${b.finishedAt}${b.elapsedSeconds !== null ? ` (after ${formatDuration(b.elapsedSeconds)})` : ''}`);
+  if (b.error !== null) out += sub('error', b.error);
+  return out;
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+function formatRate(perSecond: number): string {
+  return perSecond >= 100 ? count(Math.round(perSecond)) : perSecond.toFixed(1);
+}
+
+/** 42 s, 3 min 12 s, 2 h 5 min. */
+export function formatDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}

@@ -1,10 +1,11 @@
 /**
  * `diagnose(target)`: the whole doctor check, in order. Connects once (the shared
  * ConnectionProvider.connect; nothing is changed in the database), reads who and where it is,
- * then asks each check family in turn (platform, server settings, slots, role and privileges,
- * TLS, state schema, publication, tables and keys) for its facts and findings. A family whose
- * query fails becomes one `error` finding and the others still run; only a failed connection
- * (ConnectError) or a failed identity query ends the check.
+ * then asks each check family in turn (platform, server settings, slots, role and privileges
+ * with the bootstrap's pg_logical_emit_message, TLS, state schema and its bootstrap table,
+ * publication, tables and keys) for its facts and findings. A family whose query fails becomes
+ * one `error` finding and the others still run; only a failed connection (ConnectError) or a
+ * failed identity query ends the check.
  */
 import type pg from 'pg';
 import { describeError } from '#core/errors.ts';
@@ -14,10 +15,10 @@ import { detectPlatform, readPlatformFacts, type Platform } from './platform.ts'
 import { publicationFindings, readPublicationFacts } from './publication.ts';
 import type { Finding } from './finding.ts';
 import { exitCodeOf, type DoctorReport } from './report.ts';
-import { probeReplication, readRoleFacts, replicationConnectionFinding, replicationRoleFinding } from './role-privileges.ts';
+import { emitMessageFinding, probeReplication, readEmitMessageFacts, readRoleFacts, replicationConnectionFinding, replicationRoleFinding } from './role-privileges.ts';
 import { capacityFindings, readServerFacts, readServerIdentity, versionFindings, walKeepFinding, walLevelFinding } from './server-settings.ts';
 import { readSlotFacts, slotFindings } from './slots.ts';
-import { readStateSchemaFacts, stateSchemaFinding } from './state-schema.ts';
+import { bootstrapTableFinding, readBootstrapTableFacts, readStateSchemaFacts, stateSchemaFinding } from './state-schema.ts';
 import { noTablesFinding, readTableFacts, streamerVerdict, tableFindings, type KeyVerdict, type TableFacts } from './tables.ts';
 import { readSslFacts, sslFinding } from './tls.ts';
 
@@ -81,6 +82,10 @@ async function runChecks(client: pg.Client, target: DoctorTarget): Promise<Docto
     // Only when the role may replicate: otherwise this fails for the reason already reported.
     findings.push(replicationConnectionFinding(await probeReplication(target.connections, STATEMENT_TIMEOUT_MS), who.user));
   }
+  await attempt('role.emit_message', 'EXECUTE on pg_logical_emit_message', async () => {
+    const emit = await readEmitMessageFacts(client);
+    if (emit) findings.push(emitMessageFinding(emit, who.user, platform));
+  });
 
   await attempt('connection.ssl', 'TLS', async () => {
     findings.push(sslFinding(await readSslFacts(client, target.connections), platform));
@@ -88,6 +93,10 @@ async function runChecks(client: pg.Client, target: DoctorTarget): Promise<Docto
 
   await attempt('state.schema', "pgrelay's state schema", async () => {
     findings.push(stateSchemaFinding(await readStateSchemaFacts(client, target.stateSchema, who.user)));
+  });
+  await attempt('state.bootstrap_table', 'the bootstrap requests table', async () => {
+    const table = await readBootstrapTableFacts(client, target.stateSchema, who.user);
+    if (table) findings.push(bootstrapTableFinding(table));
   });
 
   const publication = await attempt('publication', `publication ${target.publicationName}`, () => readPublicationFacts(client, target.publicationName));

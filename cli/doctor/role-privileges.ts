@@ -2,8 +2,9 @@
  * The role and its privileges, as replication needs them: whether the user may replicate
  * (superuser, the REPLICATION attribute, or rds_replication on RDS/Aurora), whether a real
  * replication connection opens and answers IDENTIFY_SYSTEM (pg_hba.conf, WAL senders), and
- * whether the user has CREATE on the database (the publication family needs that one).
- * SELECT on the configured tables is checked per table in tables.ts.
+ * whether the user has CREATE on the database (the publication family needs that one), and
+ * whether it may call pg_logical_emit_message (the bootstrap writes its marks into the WAL with
+ * it). SELECT on the configured tables is checked per table in tables.ts.
  */
 import type pg from 'pg';
 import { describeError } from '#core/errors.ts';
@@ -89,4 +90,47 @@ export async function probeReplication(connections: ConnectionProvider, statemen
   } finally {
     await client?.end().catch(() => undefined);
   }
+}
+
+/** EXECUTE on the text form of pg_logical_emit_message, as PostgreSQL resolves the streamer's call. */
+export interface EmitMessageFacts {
+  /** The function as GRANT names it: (boolean, text, text) before PostgreSQL 17, (boolean, text, text, boolean) since. */
+  signature: string;
+  canExecute: boolean;
+}
+
+// PostgreSQL 17 added a fourth argument (flush, with a default): the three-argument form is gone there.
+const EMIT_MESSAGE_SQL = `
+SELECT p.oid::regprocedure::text AS signature, has_function_privilege(p.oid, 'EXECUTE') AS can_execute
+FROM (SELECT COALESCE(to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text)'),
+                      to_regprocedure('pg_catalog.pg_logical_emit_message(boolean,text,text,boolean)'))::oid AS oid) AS p
+WHERE p.oid IS NOT NULL`;
+
+/** Undefined when the server has no such function (before PostgreSQL 9.6). */
+export async function readEmitMessageFacts(client: pg.Client): Promise<EmitMessageFacts | undefined> {
+  const { rows } = await client.query<{ signature: string; can_execute: boolean }>(EMIT_MESSAGE_SQL);
+  const row = rows[0];
+  return row === undefined ? undefined : { signature: row.signature.replaceAll(',', ', '), canExecute: row.can_execute };
+}
+
+/**
+ * The bootstrap frames each chunk with marks written by pg_logical_emit_message; without
+ * EXECUTE on it every load fails. PostgreSQL grants it to PUBLIC; hardened servers and managed
+ * platforms may revoke that and leave it to superusers (RDS: rds_superuser, rds_replication).
+ */
+export function emitMessageFinding(f: EmitMessageFacts, user: string, platform: Platform): Finding {
+  const id = 'role.emit_message';
+  const detail = 'The bootstrap writes its marks into the WAL with it, to line each chunk it reads up with the stream (and the monitor its heartbeat and gap notices, when it runs as this user).';
+  if (f.canExecute) return { id, severity: 'ok', title: `${user} may call ${f.signature}`, detail };
+  const rds = platform === 'rds' || platform === 'aurora';
+  return {
+    id,
+    severity: 'block',
+    title: `${user} may not call ${f.signature}, so every bootstrap fails`,
+    detail,
+    fix: {
+      sql: `GRANT EXECUTE ON FUNCTION pg_catalog.${f.signature} TO ${quoteIdent(user)};`,
+      note: rds ? 'run as the master user (a member of rds_superuser)' : 'run as a superuser',
+    },
+  };
 }

@@ -149,14 +149,15 @@ export function tableFindings(t: TableFacts, verdict: KeyVerdict, ctx: { user: s
   const grants: string[] = [];
   if (!t.schemaUsage) grants.push(`GRANT USAGE ON SCHEMA ${quoteIdent(t.name.schema)} TO ${quoteIdent(ctx.user)};`);
   if (!t.canSelect) grants.push(`GRANT SELECT ON ${q} TO ${quoteIdent(ctx.user)};`);
+  const readDetail = "The bootstrap reads the table's existing rows with SELECT (and re-reads large values it left out).";
   findings.push(
     grants.length === 0
-      ? { id: `table.privileges:${key}`, severity: 'ok', title: `${ctx.user} may read ${key}`, detail: 'Bootstrap reads the table with SELECT.' }
+      ? { id: `table.privileges:${key}`, severity: 'ok', title: `${ctx.user} may read ${key}, as its bootstrap does`, detail: readDetail }
       : {
           id: `table.privileges:${key}`,
           severity: 'block',
-          title: `${ctx.user} may not read ${key}${t.schemaUsage ? '' : ` (no USAGE on schema ${t.name.schema})`}`,
-          detail: 'Bootstrap reads the table with SELECT.',
+          title: `${ctx.user} may not read ${key}${t.schemaUsage ? '' : ` (no USAGE on schema ${t.name.schema})`}, so its bootstrap would fail`,
+          detail: readDetail,
           fix: { sql: grants.join('\n'), note: `run as the table owner (${t.owner}) or a superuser` },
         },
   );

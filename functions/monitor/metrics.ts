@@ -1,7 +1,7 @@
 /**
  * The monitor's view of one source as a CloudWatch embedded-metric-format document: slot
  * health and distances, how long the streamer has been quiet, publication gaps, bootstrap
- * requests, and what the run found and did. Pure: figures in, one document out.
+ * requests and loads under way, and what the run found and did. Pure: figures in, one document out.
  */
 import { emfDocument, type MetricValue } from '#core/emf.ts';
 import type { SourceStatus } from '#shared/source-status.ts';
@@ -39,7 +39,10 @@ export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Rec
   const ours = details !== undefined && details.state !== 'foreign' ? details : undefined;
   const actions = opts.actions ?? [];
   const count = (kind: string) => actions.filter((a) => a.kind === kind).length;
-  const pendingBootstrap = status.tables.filter((t) => t.configured && (t.bootstrap.state === 'requested' || t.bootstrap.state === 'running')).length;
+  const configured = status.tables.filter((t) => t.configured);
+  const pendingBootstrap = configured.filter((t) => t.bootstrap.state === 'requested' || t.bootstrap.state === 'running').length;
+  // Loads under way: how many, and the rows they have read so far (a chunk counts once SQS accepted it).
+  const running = configured.flatMap((t) => (t.bootstrap.state === 'running' ? [t.bootstrap] : []));
 
   add('SlotActive', ours?.active ? 1 : 0, 'Count');
   add('SlotLagBytes', ours?.lagBytes, 'Bytes');
@@ -51,6 +54,8 @@ export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Rec
   add('SlotInactiveSeconds', opts.inactiveSeconds, 'Seconds');
   add('PublicationMissingTables', publication.missingTables.length, 'Count');
   add('BootstrapPendingTables', pendingBootstrap, 'Count');
+  add('BootstrapRunningTables', running.length, 'Count');
+  add('BootstrapRowsRead', running.reduce((sum, load) => sum + load.rowsRead, 0), 'Count');
   add('StreamerTasksStopped', count('stop-task'), 'Count');
   add('SlotRecreated', count('recreate-slot'), 'Count');
   add('MonitorRunFailed', opts.runFailed ? 1 : 0, 'Count');
@@ -64,7 +69,7 @@ export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Rec
     currentWalLsn: status.currentWalLsn,
     publicationExists: publication.exists,
     missingTables: publication.missingTables,
-    bootstrap: Object.fromEntries(status.tables.filter((t) => t.configured).map((t) => [t.table, t.bootstrap.state])),
+    bootstrap: Object.fromEntries(configured.map((t) => [t.table, t.bootstrap.state])),
     findings: opts.findings ?? [],
     actions,
   });

@@ -80,12 +80,15 @@ export function stateNames(schema: string) {
 /**
  * Creates the schema and its tables when missing (idempotent, safe to run every time).
  * Needs CREATE on the database the first time, or a schema made for the user beforehand.
+ * Only what is missing is created: PostgreSQL checks the privilege to create before it looks
+ * whether the object exists, so `CREATE SCHEMA IF NOT EXISTS` fails for a user the schema was
+ * made for (CREATE SCHEMA ... AUTHORIZATION) who has no CREATE on the database.
  */
 export async function ensureStateSchema(client: Client, schema: string): Promise<void> {
   const n = stateNames(schema);
   const ddl = [
-    `CREATE SCHEMA IF NOT EXISTS ${n.schema}`,
-    `CREATE TABLE IF NOT EXISTS ${n.watch} (
+    { exists: n.schema, sql: `CREATE SCHEMA IF NOT EXISTS ${n.schema}` },
+    { exists: n.watch, sql: `CREATE TABLE IF NOT EXISTS ${n.watch} (
        slot_name text PRIMARY KEY,
        generation integer NOT NULL DEFAULT 1,
        registered_at timestamptz NOT NULL DEFAULT now(),
@@ -101,8 +104,8 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
        recreated_at timestamptz,
        gap_after_lsn pg_lsn,
        gap_until_lsn pg_lsn
-     )`,
-    `CREATE TABLE IF NOT EXISTS ${n.bootstrap} (
+     )` },
+    { exists: n.bootstrap, sql: `CREATE TABLE IF NOT EXISTS ${n.bootstrap} (
        slot_name text NOT NULL,
        table_name text NOT NULL,
        state text NOT NULL CHECK (state IN ('requested', 'running', 'done', 'failed', 'cancelled')),
@@ -115,11 +118,15 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
        detail text,
        ${BOOTSTRAP_PROGRESS_COLUMNS.join(',\n       ')},
        PRIMARY KEY (slot_name, table_name)
-     )`,
+     )` },
   ];
   for (let attempt = 1; ; attempt++) {
     try {
-      for (const sql of ddl) await client.query(sql);
+      const { rows } = await client.query<{ present: boolean[] }>(
+        `SELECT ARRAY[to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL] AS present`,
+        ddl.map((d) => d.exists),
+      );
+      for (const [i, d] of ddl.entries()) if (rows[0]?.present[i] !== true) await client.query(d.sql);
       await migrateBootstrapTable(client, schema);
       return;
     } catch (err) {

@@ -6,7 +6,7 @@
  */
 import type { Client } from 'pg';
 import { tableKey, type TableName } from '#core/identifiers.ts';
-import { readBootstrapRequests, type BootstrapRequest } from './bootstrap-state.ts';
+import { readBootstrapRequests, type BootstrapReason, type BootstrapRequest, type BootstrapState } from './bootstrap-state.ts';
 import { readSlotWatch, stateSchemaReadable, type SlotWatch } from '#shared/source-state.ts';
 import { formatBytes } from '#core/bytes.ts';
 import { singleRow } from './single-row.ts';
@@ -65,15 +65,53 @@ export interface PublicationStatus {
 }
 
 /**
+ * A recorded bootstrap request and its load, as plain data (numbers, ISO strings) with the
+ * figures derived from it: how fast it reads and, while it runs, how long it has left.
+ */
+export interface BootstrapRecord {
+  state: BootstrapState;
+  reason: BootstrapReason;
+  /** One line for people: the state, why it was asked for, since when. */
+  detail: string;
+  /** For `gap`: changes after the first and before the second position were lost. */
+  gapAfterLsn: string | null;
+  gapUntilLsn: string | null;
+  requestedAt: string;
+  requestedBy: string;
+  /** The row's last change: a running load records each chunk SQS accepted. */
+  updatedAt: string;
+  /** What was recorded with the request or its end: why it was asked for, or why it ended. */
+  note: string | null;
+  /** Why the load failed, when it did (the recorded reason); null otherwise. */
+  error: string | null;
+  /** The running or last load. */
+  loadId: string | null;
+  /** The last key (its columns' text values) whose chunk SQS accepted; null before the first. */
+  lastKey: string[] | null;
+  /** The table's last key when the load started: the load ends there. */
+  upperKey: string[] | null;
+  rowsRead: number;
+  bytesRead: number;
+  /** pg_class.reltuples when the load started (an estimate); null when PostgreSQL had none. */
+  rowsEstimated: number | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** Seconds from the start to the end (or, while running, to the last recorded chunk); null before the start. */
+  elapsedSeconds: number | null;
+  /** rowsRead over elapsedSeconds; null before any time has passed. */
+  rowsPerSecond: number | null;
+  /** rowsRead as a percentage of the estimate; null without one. */
+  percentOfEstimate: number | null;
+  /** While running: the estimated rows left at rowsPerSecond; null when either is unknown, or reading is past the estimate. */
+  etaSeconds: number | null;
+}
+
+/**
  * Where the initial load of a table stands: `untracked` when pgrelay's state schema does not
  * exist (the monitor has not run yet) or cannot be read; `not-requested` when nothing asked
- * for it; otherwise the request as recorded (bootstrap itself arrives in a later release, so
- * requests wait as `requested` until then).
+ * for it; otherwise the request and its load as recorded.
  */
-export type BootstrapProgress =
-  | { state: 'untracked'; detail: string }
-  | { state: 'not-requested'; detail: string }
-  | ({ detail: string } & Omit<BootstrapRequest, 'table'>);
+export type BootstrapProgress = { state: 'untracked'; detail: string } | { state: 'not-requested'; detail: string } | BootstrapRecord;
 
 export const BOOTSTRAP_UNTRACKED: BootstrapProgress = {
   state: 'untracked',
@@ -264,11 +302,43 @@ export async function readBootstrapProgress(client: Client, tables: string[], st
   return new Map(
     tables.map((t): [string, BootstrapProgress] => {
       const r = requests.get(t);
-      if (r === undefined) return [t, { state: 'not-requested', detail: 'not requested' }];
-      const { table: _table, ...rest } = r;
-      return [t, { ...rest, detail: describeBootstrap(r) }];
+      return [t, r === undefined ? { state: 'not-requested', detail: 'not requested' } : bootstrapRecord(r)];
     }),
   );
+}
+
+/** A request as plain data, with its rate, share of the estimate and (while running) time left. */
+export function bootstrapRecord(r: BootstrapRequest): BootstrapRecord {
+  // A running load's figures are as of its last recorded chunk; an ended one's as of its end.
+  const until = r.state === 'running' ? r.updatedAt : (r.finishedAt ?? r.updatedAt);
+  const elapsedSeconds = r.startedAt === null ? null : Math.max(0, until.getTime() - r.startedAt.getTime()) / 1000;
+  const rate = elapsedSeconds !== null && elapsedSeconds > 0 ? r.rowsRead / elapsedSeconds : null;
+  const estimate = r.rowsEstimated !== null && r.rowsEstimated > 0 ? r.rowsEstimated : null;
+  const left = estimate === null ? null : estimate - r.rowsRead;
+  return {
+    state: r.state,
+    reason: r.reason,
+    detail: describeBootstrap(r),
+    gapAfterLsn: r.gapAfterLsn,
+    gapUntilLsn: r.gapUntilLsn,
+    requestedAt: r.requestedAt.toISOString(),
+    requestedBy: r.requestedBy,
+    updatedAt: r.updatedAt.toISOString(),
+    note: r.detail,
+    error: r.state === 'failed' ? r.detail : null,
+    loadId: r.loadId,
+    lastKey: r.lastKey,
+    upperKey: r.upperKey,
+    rowsRead: r.rowsRead,
+    bytesRead: r.bytesRead,
+    rowsEstimated: r.rowsEstimated,
+    startedAt: r.startedAt?.toISOString() ?? null,
+    finishedAt: r.finishedAt?.toISOString() ?? null,
+    elapsedSeconds,
+    rowsPerSecond: rate === null ? null : Math.round(rate * 100) / 100,
+    percentOfEstimate: estimate === null ? null : Math.round((r.rowsRead / estimate) * 1000) / 10,
+    etaSeconds: r.state === 'running' && rate !== null && rate > 0 && left !== null && left > 0 ? Math.ceil(left / rate) : null,
+  };
 }
 
 function describeBootstrap(r: BootstrapRequest): string {
@@ -327,6 +397,9 @@ export function statusProblems(status: SourceStatus): StatusProblem[] {
   }
   for (const t of status.tables) {
     if (t.configured && !t.exists) problems.push({ severity: 'warning', message: `configured table ${t.table} does not exist (names are case-sensitive; quote mixed-case names: "Schema"."Table")` });
+    if (t.bootstrap.state === 'failed') {
+      problems.push({ severity: 'warning', message: `the bootstrap of ${t.table} failed: ${t.bootstrap.error ?? 'no reason recorded'}; fix the cause and request it again with pgrelay bootstrap ${t.table}` });
+    }
   }
   return problems;
 }

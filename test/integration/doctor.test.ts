@@ -7,6 +7,7 @@ import type { Finding } from '#cli/doctor/finding.ts';
 import type { DoctorReport } from '#cli/doctor/report.ts';
 import { runDoctor } from '#cli/doctor.ts';
 import { freePort } from '#dev/postgres/server.ts';
+import { ensureStateSchema } from '#shared/source-state.ts';
 import { createTestDatabase, startTestPostgres, testDatabase, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
 import { onCleanup, runCleanups } from '#test/helpers/scenario.ts';
 
@@ -272,6 +273,50 @@ describe('doctor on the suite server', () => {
     expect(fixed.code).toBe(0);
   });
 
+  it('what the bootstrap needs: SELECT on each table, EXECUTE on pg_logical_emit_message, SELECT and UPDATE on the bootstrap table; each with its GRANT, applied, ok', async () => {
+    const db = await testDatabase('doctor_boot');
+    const role = `app_${db.name}`;
+    onCleanup(async () => {
+      await db.drop();
+      await dropRole(new URL('/postgres', db.url).toString(), role);
+    });
+    await withClient(db.url, async (c) => {
+      await c.query(`CREATE ROLE "${role}" LOGIN REPLICATION PASSWORD 'pw'`);
+      await c.query('CREATE TABLE orders (id int PRIMARY KEY, n int)');
+      await c.query('CREATE PUBLICATION doctor_pub FOR TABLE orders WITH (publish_via_partition_root = true)');
+      // The state schema made by someone else (the monitor as another user): its tables are not the role's.
+      await ensureStateSchema(c, 'pgrelay');
+      // As hardened servers and managed platforms do: EXECUTE no longer granted to everyone (function ACLs are per database).
+      const { rows } = await c.query<{ f: string }>(
+        `SELECT COALESCE(to_regprocedure('pg_logical_emit_message(boolean,text,text)'), to_regprocedure('pg_logical_emit_message(boolean,text,text,boolean)'))::text AS f`,
+      );
+      await c.query(`REVOKE EXECUTE ON FUNCTION ${rows[0]?.f} FROM PUBLIC`);
+    });
+    const args = ['--database-url', asUser(db.url, role, 'pw'), '--tables', 'orders', '--publication', 'doctor_pub', '--slot', `s_${db.name}`];
+
+    const before = await doctor(args);
+    expect(before.code).toBe(1);
+    expect(before.report.findings.filter((f) => f.severity === 'block').map((f) => f.id).sort()).toEqual(['role.emit_message', 'state.bootstrap_table', 'table.privileges:public.orders']);
+    const select = finding(before.report, 'table.privileges:public.orders');
+    expect(select).toMatchObject({ title: `${role} may not read public.orders, so its bootstrap would fail`, fix: { sql: `GRANT SELECT ON "public"."orders" TO "${role}";` } });
+    const emit = finding(before.report, 'role.emit_message');
+    expect(emit).toMatchObject({ title: expect.stringMatching(new RegExp(`^${role} may not call pg_logical_emit_message\\(boolean, text, text(, boolean)?\\), so every bootstrap fails$`)) });
+    expect(emit.fix?.sql).toMatch(new RegExp(`^GRANT EXECUTE ON FUNCTION pg_catalog\\.pg_logical_emit_message\\(boolean, text, text(, boolean)?\\) TO "${role}";$`));
+    const state = finding(before.report, 'state.bootstrap_table');
+    expect(state).toMatchObject({
+      title: `as ${role} the streamer cannot carry out any bootstrap: no USAGE on schema pgrelay, no SELECT on pgrelay.bootstrap, no UPDATE on pgrelay.bootstrap`,
+      fix: { sql: `GRANT USAGE ON SCHEMA "pgrelay" TO "${role}";\nGRANT SELECT, UPDATE ON "pgrelay"."bootstrap" TO "${role}";` },
+    });
+
+    for (const f of [select, emit, state]) await applyFix(db.url, f);
+    const after = await doctor(args);
+    expect(finding(after.report, 'table.privileges:public.orders')).toMatchObject({ severity: 'ok', title: `${role} may read public.orders, as its bootstrap does` });
+    expect(finding(after.report, 'role.emit_message')).toMatchObject({ severity: 'ok', title: expect.stringMatching(new RegExp(`^${role} may call pg_logical_emit_message\\(`)) });
+    expect(finding(after.report, 'state.bootstrap_table')).toMatchObject({ severity: 'ok', title: `${role} may read and update the bootstrap requests in pgrelay.bootstrap` });
+    expect(after.report.findings.filter((f) => f.severity === 'block')).toEqual([]);
+    expect(after.code).toBe(0);
+  });
+
   it('a database prepared for pgrelay: exit 0, and --json is one document with ready: true', async () => {
     const db = await testDatabase('doctor_ready');
     const role = `app_${db.name}`;
@@ -295,6 +340,9 @@ describe('doctor on the suite server', () => {
     expect(report).toMatchObject({ ready: true, platform: 'self-hosted', user: role });
     expect(report.findings.filter((f) => f.severity !== 'ok' && f.severity !== 'warn')).toEqual([]);
     expect(finding(report, `slot:${slot}`)).toMatchObject({ severity: 'ok', title: expect.stringMatching(new RegExp(`^slot ${slot}: inactive, [\\d.]+ (bytes|KiB|MiB|GiB) behind`)) });
+    // PostgreSQL grants EXECUTE on pg_logical_emit_message to PUBLIC; no state schema yet: nothing to say of its bootstrap table.
+    expect(finding(report, 'role.emit_message')).toMatchObject({ severity: 'ok' });
+    expect(report.findings.some((f) => f.id === 'state.bootstrap_table')).toBe(false);
 
     const human = await doctorCli(args);
     expect(human.code).toBe(0);

@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn } from '#core/position.ts';
@@ -7,40 +5,13 @@ import type { OperatorIo } from '#cli/operator.ts';
 import { slotCommand } from '#cli/slot.ts';
 import type { SourceStatus, StatusProblem } from '#shared/source-status.ts';
 import { freePort } from '#dev/postgres/server.ts';
+import { expectOneSentence, pgrelay, type Run } from '#test/helpers/operator-cli.ts';
 import { databaseUrl, testDatabase, testPgUrl, withClient } from '#test/helpers/postgres.ts';
 import { testFifoQueue } from '#test/helpers/sqs.ts';
 import { slotNameFor, startStreamer, streamerConfig, type RunningStreamer } from '#test/helpers/streamer.ts';
 import { waitFor, waitForValue } from '#test/helpers/wait.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `pgrelay <args>` as an operator runs it: a separate process, stdin not a terminal. */
-function pgrelay(...args: string[]): Promise<Run> {
-  // Nothing from this process's environment may point the command elsewhere.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PGRELAY_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/pgrelay.ts', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 type StatusDoc = SourceStatus & { target: string; problems: StatusProblem[] };
-
-function expectOneSentence(run: Run): void {
-  expect(run.stderr).not.toContain('    at ');
-  expect(run.stderr.trim().split('\n')).toHaveLength(1);
-}
 
 interface SlotRow {
   active: boolean;
@@ -49,7 +20,7 @@ interface SlotRow {
   database: string;
 }
 
-describe('pgrelay status, bootstrap, slot drop', () => {
+describe('pgrelay status, slot drop', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let queue: { endpoint: string; queueUrl: string; client: SQSClient };
   let running: RunningStreamer;
@@ -294,28 +265,6 @@ describe('pgrelay status, bootstrap, slot drop', () => {
         await Promise.all(holders.map((h) => h.stop()));
         await other.drop();
       }
-    });
-  });
-
-  describe('bootstrap', () => {
-    it('of an existing table says bootstrap is not available in this release and exits 2', async () => {
-      const run = await pgrelay('bootstrap', 'public.items', '--database-url', db.url);
-      expect(run.code).toBe(2);
-      expectOneSentence(run);
-      expect(run.stderr).toBe('pgrelay bootstrap: table public.items exists, but bootstrap is not available in this pgrelay release (it arrives in a later one); nothing was requested\n');
-    });
-
-    it('of a missing table or a malformed name says what is wrong', async () => {
-      const [missing, malformed] = await Promise.all([
-        pgrelay('bootstrap', 'public.nope', '--database-url', db.url),
-        pgrelay('bootstrap', 'a.b.c', '--database-url', db.url),
-      ]);
-      expect(missing.code).toBe(1);
-      expectOneSentence(missing);
-      expect(missing.stderr).toMatch(/^pgrelay bootstrap: table public\.nope does not exist in .+: check the name/);
-      expect(malformed.code).toBe(2);
-      expectOneSentence(malformed);
-      expect(malformed.stderr).toContain('"a.b.c" is not a table name');
     });
   });
 

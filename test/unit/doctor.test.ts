@@ -4,10 +4,10 @@ import { detectPlatform } from '#cli/doctor/platform.ts';
 import { publicationFindings, type PublicationFacts } from '#cli/doctor/publication.ts';
 import type { Finding } from '#cli/doctor/finding.ts';
 import { exitCodeOf, formatReport } from '#cli/doctor/report.ts';
-import { replicationRoleFinding } from '#cli/doctor/role-privileges.ts';
+import { emitMessageFinding, replicationRoleFinding } from '#cli/doctor/role-privileges.ts';
 import { capacityFindings, versionFindings, walKeepFinding, walLevelFinding, type ServerFacts } from '#cli/doctor/server-settings.ts';
 import { slotFindings, type SlotFacts } from '#cli/doctor/slots.ts';
-import { stateSchemaFinding } from '#cli/doctor/state-schema.ts';
+import { bootstrapTableFinding, stateSchemaFinding } from '#cli/doctor/state-schema.ts';
 import { tableFindings, type TableFacts } from '#cli/doctor/tables.ts';
 import { sslFinding } from '#cli/doctor/tls.ts';
 
@@ -134,6 +134,13 @@ describe('doctor: tables and publication', () => {
     });
   });
 
+  it('SELECT is what the bootstrap reads the table with: the finding says so', () => {
+    const ok = tableFindings(table, { ok: true, keyColumns: ['id'] }, { user: 'app', tableKeys: new Map() })[0];
+    expect(ok).toMatchObject({ id: 'table.privileges:public.orders', severity: 'ok', title: 'app may read public.orders, as its bootstrap does', detail: expect.stringContaining('The bootstrap reads') });
+    const [blocked] = tableFindings({ ...table, canSelect: false }, { ok: true, keyColumns: ['id'] }, { user: 'app', tableKeys: new Map() });
+    expect(blocked).toMatchObject({ severity: 'block', title: 'app may not read public.orders, so its bootstrap would fail', fix: { sql: 'GRANT SELECT ON "public"."orders" TO "app";' } });
+  });
+
   it('REPLICA IDENTITY NOTHING: back to DEFAULT when there is a primary key', () => {
     const verdict = { ok: false as const, code: 'REPLICA_IDENTITY' as const, message: 'public.orders has REPLICA IDENTITY NOTHING' };
     const [, key] = tableFindings({ ...table, replident: 'n' }, verdict, { user: 'app', tableKeys: new Map() });
@@ -241,5 +248,33 @@ describe('doctor: the monitor\'s state schema', () => {
   it('otherwise warns with the statement an administrator runs', () => {
     expect(stateSchemaFinding(base)).toMatchObject({ severity: 'warn', fix: { sql: 'CREATE SCHEMA "pgrelay" AUTHORIZATION "relay";' } });
     expect(stateSchemaFinding({ ...base, exists: true })).toMatchObject({ severity: 'warn', fix: { sql: expect.stringContaining('GRANT USAGE, CREATE ON SCHEMA "pgrelay" TO "relay";') } });
+  });
+});
+
+describe('doctor: what the bootstrap needs beyond streaming', () => {
+  it('EXECUTE on pg_logical_emit_message: ok when granted; else the GRANT naming the signature the server has', () => {
+    const v16 = { signature: 'pg_logical_emit_message(boolean, text, text)', canExecute: false };
+    expect(emitMessageFinding({ ...v16, canExecute: true }, 'relay', 'self-hosted')).toMatchObject({ id: 'role.emit_message', severity: 'ok', title: 'relay may call pg_logical_emit_message(boolean, text, text)' });
+    const blocked = emitMessageFinding(v16, 'we"ird', 'self-hosted');
+    expect(blocked).toMatchObject({
+      severity: 'block',
+      title: 'we"ird may not call pg_logical_emit_message(boolean, text, text), so every bootstrap fails',
+      detail: expect.stringContaining('The bootstrap writes its marks into the WAL with it'),
+      fix: { sql: 'GRANT EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text) TO "we""ird";', note: 'run as a superuser' },
+    });
+    // PostgreSQL 17 added the flush argument: the three-argument form no longer exists there.
+    const v17 = emitMessageFinding({ signature: 'pg_logical_emit_message(boolean, text, text, boolean)', canExecute: false }, 'relay', 'rds');
+    expect(v17.fix).toEqual({ sql: 'GRANT EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text, boolean) TO "relay";', note: 'run as the master user (a member of rds_superuser)' });
+  });
+
+  it('the bootstrap table: SELECT and UPDATE (and USAGE on its schema), granting only what is missing', () => {
+    const all = { schema: 'pgrelay', user: 'relay', schemaUsage: true, canSelect: true, canUpdate: true };
+    expect(bootstrapTableFinding(all)).toMatchObject({ id: 'state.bootstrap_table', severity: 'ok', title: 'relay may read and update the bootstrap requests in pgrelay.bootstrap' });
+    expect(bootstrapTableFinding({ ...all, canUpdate: false })).toMatchObject({
+      severity: 'block',
+      title: 'as relay the streamer cannot carry out any bootstrap: no UPDATE on pgrelay.bootstrap',
+      fix: { sql: 'GRANT UPDATE ON "pgrelay"."bootstrap" TO "relay";' },
+    });
+    expect(bootstrapTableFinding({ ...all, schemaUsage: false, canSelect: false, canUpdate: false }).fix?.sql).toBe('GRANT USAGE ON SCHEMA "pgrelay" TO "relay";\nGRANT SELECT, UPDATE ON "pgrelay"."bootstrap" TO "relay";');
   });
 });
