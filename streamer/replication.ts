@@ -33,6 +33,8 @@ export interface ReplicationOptions {
 interface PgConnection {
   stream: { pause(): void; resume(): void; destroy(): void; on(event: 'data', listener: (chunk: Buffer) => void): void };
   on(event: 'copyData', listener: (msg: { chunk: Buffer }) => void): void;
+  /** CopyBothResponse: the server streams from here on, and reads our CopyData. */
+  on(event: 'replicationStart', listener: () => void): void;
   sendCopyFromChunk(buf: Buffer): void;
 }
 
@@ -49,6 +51,8 @@ export class ReplicationStream {
   private client: pg.Client | undefined;
   private connection: PgConnection | undefined;
   private paused = false;
+  /** Set once the server answered START_REPLICATION with CopyBoth: only then may CopyData be written. */
+  private copying = false;
   private coalescing = false;
   private stopping = false;
   private signalStopped!: () => void;
@@ -85,6 +89,7 @@ export class ReplicationStream {
     if (this.stopping) return; // stop() is closing the client
     if (this.paused) connection.stream.pause(); // paused while we were connecting
     let failure: unknown;
+    connection.on('replicationStart', () => (this.copying = true));
     connection.on('copyData', ({ chunk }) => {
       if (failure !== undefined || this.stopping) return;
       const tag = chunk[0];
@@ -120,11 +125,13 @@ export class ReplicationStream {
 
   /**
    * Standby status update: written, flushed and applied all set to `lsn`, which the server
-   * takes as confirmed_flush_lsn.
+   * takes as confirmed_flush_lsn. Not written (false) before the stream has started: CopyData
+   * during authentication or START_REPLICATION is a protocol violation that ends the connection
+   * (nothing is lost: the next update carries the same or a later position).
    */
   sendStatus(lsn: bigint, replyRequested = false): boolean {
     const conn = this.connection;
-    if (!conn || this.stopping) return false;
+    if (!conn || !this.copying || this.stopping) return false;
     const buf = Buffer.alloc(34);
     buf[0] = 0x72; // 'r'
     buf.writeBigUInt64BE(lsn, 1);

@@ -6,7 +6,8 @@
  *    alarms (SlotLost, SLOT_LOST) and leaves it alone while recreateLostSlot is off, the streamer
  *    refuses to start on it; with recreateLostSlot on the monitor recreates it, requests a
  *    gap-marked re-read of every table with the lost WAL range, `pgrelay status` shows it, and a
- *    streamer streams again from the new slot — while the rows written during the gap stay lost;
+ *    streamer streams again from the new slot: the gap notices first, then the re-read, which
+ *    brings back the rows written during the gap;
  *  - a slot dropped by someone after the monitor saw it: lost (not merely missing), the streamer
  *    refuses to quietly create a new one; the way out through the monitor or `pgrelay slot drop`;
  *  - a slot that never existed: missing, not lost, and the streamer creates it.
@@ -26,8 +27,9 @@ import { emfProblems } from '#test/helpers/emf.ts';
 import { invalidateSlot, LOST_SLOT_SETTINGS } from '#test/helpers/lost-slot.ts';
 import { createTestDatabase, startTestPostgres, withClient, type TestPostgres } from '#test/helpers/postgres.ts';
 import { runCleanups, runStreamer, setupDbAndQueue, type Db, type Queue } from '#test/helpers/scenario.ts';
-import { drainQueue, testFifoQueue } from '#test/helpers/sqs.ts';
-import { changesOf, receiveChanges, slotNameFor, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { drainQueue, receiveUntil, testFifoQueue } from '#test/helpers/sqs.ts';
+import { bootstrapOf, changesOf, receiveChanges, receivedOf, slotNameFor, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { replayChanges } from '#test/helpers/replay.ts';
 import { waitFor } from '#test/helpers/wait.ts';
 
 afterEach(runCleanups);
@@ -125,7 +127,7 @@ const codes = (summary: MonitorSummary) => summary.findings.map((f) => f.code);
 const finding = (summary: MonitorSummary, code: string) => summary.findings.find((f) => f.code === code);
 
 function streamer(db: Db, queue: Queue): RunningStreamer {
-  return runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: TABLES, sourceId: SOURCE, publicationName: PUBLICATION });
+  return runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: TABLES, sourceId: SOURCE, publicationName: PUBLICATION, bootstrap: { pollIntervalMs: 100 } });
 }
 
 /** What `run()` of a streamer that must not start rejected with; fails if it streamed instead. */
@@ -164,6 +166,37 @@ function expectGapThenRows(changes: ReceivedChange[], gap: { reason: string; aft
   }
   // Every partition got each table's notice, so it is ordered against every node.
   expect(gaps.length).toBe(TABLES.length * partitions);
+  return rows;
+}
+
+/**
+ * After a repair: inserts a row, then receives until it arrived and every table's re-read
+ * completed in every partition. The stream opens with the gap notices, each table's load says
+ * it repairs that gap and ends complete, and replaying what arrived gives exactly the tables,
+ * rows written while changes were lost included. Returns the live row changes.
+ */
+async function expectRepairedByTheLoad(db: Db, queue: Queue, row: { table: string; id: number }, gap: { reason: string; afterLsn: string; untilLsn: string }): Promise<ReceivedChange[]> {
+  await sql(db.url, `INSERT INTO ${row.table} VALUES ($1, 'after the repair')`, [row.id]);
+  const messages = await receiveUntil(
+    queue.client,
+    queue.queueUrl,
+    (ms) => changesOf(ms).some((c) => label(c) === `${row.table}:${row.id}`) && bootstrapOf(ms).filter((c) => c.op === 'bootstrap.completed').length >= TABLES.length * PARTITIONS,
+    60_000,
+  );
+  const rows = expectGapThenRows(changesOf(messages), { ...gap, reason: gap.reason }, PARTITIONS);
+  const markers = bootstrapOf(messages).filter((c) => c.op !== 'snapshot');
+  for (const t of TABLES) {
+    const started = markers.filter((c) => c.table === t && c.op === 'bootstrap.started');
+    expect(started, t).toHaveLength(PARTITIONS);
+    expect(started[0]?.bootstrap, t).toMatchObject({ reason: 'gap', gap: { afterLsn: gap.afterLsn, untilLsn: gap.untilLsn } });
+    expect(markers.filter((c) => c.table === t && c.op === 'bootstrap.completed').map((c) => c.bootstrap.outcome), t).toEqual(Array(PARTITIONS).fill('complete'));
+  }
+  const replayed = replayChanges(messages, { sweep: true }).tables;
+  for (const t of TABLES) {
+    const inTable = await sql<{ id: number; v: string }>(db.url, `SELECT id, v FROM ${t} ORDER BY id`);
+    expect([...(replayed.get(`public.${t}`) ?? new Map()).values()].sort((x, y) => (x.id as number) - (y.id as number)), t).toEqual(inTable);
+  }
+  expect((await bootstrapRows(db.url, slotNameFor(db.url))).map((r) => [r.table_name, r.state])).toEqual(TABLE_KEYS.map((t) => [t, 'done']));
   return rows;
 }
 
@@ -282,7 +315,7 @@ describe('monitor and a slot invalidated for real (max_slot_wal_keep_size)', () 
     expect(await slotRow(db.url, slot)).toMatchObject({ wal_status: 'lost' });
   });
 
-  it('recreateLostSlot on: recreates the slot, requests a gap re-read of every table; the streamer resumes, the gap stays lost', async () => {
+  it('recreateLostSlot on: recreates the slot, requests a gap re-read of every table; the streamer resumes and the re-read brings back what the gap lost', async () => {
     // One more row while the slot is lost.
     await sql(db.url, `INSERT INTO items VALUES (4, 'written while the slot was lost')`);
     gapWrites.push(await currentLsn(db.url));
@@ -364,13 +397,10 @@ describe('monitor and a slot invalidated for real (max_slot_wal_keep_size)', () 
     const resumed = streamer(db, queue);
     await resumed.ready;
     expect(resumed.logs.find((l) => l.msg === 'source ready')).toMatchObject({ slotCreated: false, confirmedFlushLsn: until });
-    const received = await insertAndReceive(db, queue, 'items', 5, 'after the repair');
-    // The honest part: what was written during the gap is in the table but was never streamed,
-    // and the stream says so first: a gap notice per table, from the monitor, before any row.
-    const rest = changesOf(await drainQueue(queue.client, queue.queueUrl));
-    const rows = expectGapThenRows([...received, ...rest], { reason: 'slot-invalidated', afterLsn: acked, untilLsn: until }, PARTITIONS);
+    // What was written during the gap was never streamed: the stream says so first (a gap
+    // notice per table, from the monitor, before any row), then the re-read brings it back.
+    const rows = await expectRepairedByTheLoad(db, queue, { table: 'items', id: 5 }, { reason: 'slot-invalidated', afterLsn: acked, untilLsn: until });
     expect(rows.map(label)).toEqual(['items:5']);
-    expect(resumed.streamer.stats().changes).toBe(1 + TABLES.length);
     expect(await sql(db.url, `SELECT 'items:' || id AS k FROM items UNION ALL SELECT 'orders:' || id FROM orders ORDER BY 1`)).toEqual(
       ['items:1', 'items:2', 'items:3', 'items:4', 'items:5', 'orders:1'].map((k) => ({ k })),
     );
@@ -435,18 +465,24 @@ describe('monitor and a slot dropped by someone, or never created (shared server
     return { db, queue, slot, acked };
   }
 
-  /** Streams again after the repair: the new row arrives, the one written while the slot was gone does not. */
+  /**
+   * Streams again after the repair: the new row arrives; the one written while the slot was gone
+   * comes back by the monitor's re-read, and does not when an operator accepted the gap.
+   */
   async function streamsAgainWithoutTheGap(db: Db, queue: Queue, slotCreated: boolean, gap?: { afterLsn: string; untilLsn: string }): Promise<void> {
     const resumed = streamer(db, queue);
     await resumed.ready;
     expect(resumed.logs.find((l) => l.msg === 'source ready')).toMatchObject({ slotCreated });
+    if (gap !== undefined) {
+      const rows = await expectRepairedByTheLoad(db, queue, { table: 'items', id: 3 }, { reason: 'slot-dropped', ...gap });
+      expect(rows.map(label)).toEqual(['items:3']);
+      return;
+    }
+    // An operator who accepted the gap with slot drop gets no notice and no re-read: row 2 stays lost.
     const received = await insertAndReceive(db, queue, 'items', 3, 'after the repair');
-    const all = [...received, ...changesOf(await drainQueue(queue.client, queue.queueUrl))];
-    // The monitor's repair says so in the stream; an operator who accepted the gap with slot drop gets no notice.
-    const rows = gap !== undefined ? expectGapThenRows(all, { reason: 'slot-dropped', ...gap }, PARTITIONS) : all;
-    expect(all.filter((c) => c.op === 'gap').length).toBe(gap !== undefined ? TABLES.length * PARTITIONS : 0);
-    expect(rows.map(label)).toEqual(['items:3']);
-    expect(resumed.streamer.stats().changes).toBe(1 + (gap !== undefined ? TABLES.length : 0));
+    const all = receivedOf(await drainQueue(queue.client, queue.queueUrl)).concat(received);
+    expect(all.map((c) => (c.op === 'insert' ? label(c) : c.op))).toEqual(['items:3']);
+    expect(resumed.streamer.stats().changes).toBe(1);
     expect(await sql(db.url, 'SELECT id FROM items ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   }
 

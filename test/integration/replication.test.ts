@@ -92,4 +92,36 @@ describe('replication stream', () => {
       await db.drop();
     }
   });
+  // Regression (seen when test files ran side by side): the status timer wrote a standby status
+  // update while the connection was still authenticating, and the server ended it with
+  // "expected SASL response, got message type 100" — a reconnect every time auth was slow.
+  it('a status update asked for before the stream has started is not written, in every phase of the handshake', async () => {
+    const { db, slot, clientConfig, slotActive } = await prepare('early_status');
+    try {
+      for (let i = 0; i < 10; i++) {
+        const stream = new ReplicationStream(clientConfig, { slotName: slot, publicationName: 'p', messages: true });
+        let keepalives = 0;
+        const running = stream.run(0n, { onData: () => {}, onKeepalive: () => keepalives++ });
+        running.catch(() => {});
+        // Ask for one before connecting and at every turn of the event loop until the slot is held.
+        const sent: boolean[] = [stream.sendStatus(0n)];
+        let asking = true;
+        const ask = (): void => {
+          if (!asking) return;
+          sent.push(stream.sendStatus(0n));
+          setImmediate(ask);
+        };
+        ask();
+        await waitFor(slotActive, { message: `round ${i}: the slot held` });
+        asking = false;
+        // Streaming now: a status update asking for a reply is written and answered with a keepalive.
+        await waitFor(() => stream.sendStatus(0n, true) && keepalives > 0, { message: `round ${i}: a keepalive answering the status update` });
+        await stream.stop();
+        await expect(running).resolves.toBeUndefined();
+        expect(sent[0], `round ${i}: the first, before connecting`).toBe(false);
+      }
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
 });
