@@ -123,7 +123,7 @@ describe('the bundled task', () => {
   it('--help lists the task commands and no `local`; `local` is an unknown command', () => {
     const help = spawnSync(process.execPath, [join(image.directory, 'pgrelay.mjs'), '--help'], { cwd: scratch, env: imageEnv(), encoding: 'utf8', timeout: 10_000 });
     expect(help.status).toBe(0);
-    expect(help.stderr).toMatch(/^usage: pgrelay run \| doctor \| status \| bootstrap SCHEMA\.TABLE \| slot drop$/m);
+    expect(help.stderr).toMatch(/^usage: pgrelay run \| doctor \| status \| bootstrap SCHEMA\.TABLE \[--cancel\] \| slot drop$/m);
     expect(help.stderr).not.toMatch(/\blocal\b/);
 
     const local = spawnSync(process.execPath, [join(image.directory, 'pgrelay.mjs'), 'local'], { cwd: scratch, env: imageEnv(), encoding: 'utf8', timeout: 10_000 });

@@ -228,11 +228,15 @@ describe('bootstrap: refusals', () => {
     const r = runStreamer({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['kept', 'dropped'], partitions: 2, bootstrap: BOOTSTRAP });
     await r.ready;
     await withClient(db.url, (c) => c.query('DROP TABLE dropped'));
-    await request(db, ['public.other', 'public.dropped', 'public.gone']);
-    // A load under way for a table since taken out of the config (as after a redeploy).
+    await request(db, ['public.other', 'public.dropped']);
+    // A load under way for a table since taken out of the config (as after a redeploy): requested
+    // and started in one transaction, so the streamer never sees it merely requested.
     await withClient(db.url, async (c) => {
+      await c.query('BEGIN');
+      await requestBootstrap(c, 'pgrelay', slotNameFor(db.url), ['public.gone'], { reason: 'operator', by: 'test' });
       const s = (await readBootstrapRequests(c, 'pgrelay', slotNameFor(db.url))).get('public.gone');
       await startBootstrap(c, 'pgrelay', slotNameFor(db.url), 'public.gone', { id: 'gone-load', upperKey: null, rowsEstimated: 0, requestStamp: s?.requestStamp ?? '' });
+      await c.query('COMMIT');
     });
     const slot = slotNameFor(db.url);
     await waitFor(async () => {
