@@ -141,3 +141,44 @@ export async function currentWalLsn(client: pg.Client): Promise<string> {
   const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
   return (rows[0] as { lsn: string }).lsn;
 }
+
+// --- bootstrap scenario ---------------------------------------------------------------------
+
+export const BOOT_PUBLICATION = 'bench_boot';
+/** The loaded table: the orders row shape, filled once. */
+export const BOOT_TABLE = 'boot_orders';
+/** The live table written during a load: the orders row plus the time each row was written. */
+export const LIVE_TABLE = 'live_orders';
+/** The live rows' clock column; the measuring sink looks for this name in the bodies it accepts. */
+export const LIVE_CLOCK_COLUMN = 'live_written_at';
+
+const ORDERS_COLUMNS = `id bigint PRIMARY KEY,
+  customer_id bigint NOT NULL,
+  status text NOT NULL,
+  total numeric(12,2) NOT NULL,
+  currency char(3) NOT NULL,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL,
+  note text`;
+
+/**
+ * `boot_orders` with `rows` orders rows (ids 1..rows, the backlog's values), frozen and analyzed
+ * (so neither reader pays for hint bits, and pg_class has the row estimate), and the empty
+ * `live_orders`; one publication for both.
+ */
+export async function createBootstrapTables(client: pg.Client, rows: number): Promise<void> {
+  await client.query(`CREATE TABLE ${BOOT_TABLE} (${ORDERS_COLUMNS})`);
+  await client.query(`CREATE TABLE ${LIVE_TABLE} (${ORDERS_COLUMNS}, ${LIVE_CLOCK_COLUMN} timestamptz NOT NULL)`);
+  await client.query(`CREATE PUBLICATION ${BOOT_PUBLICATION} FOR TABLE ${BOOT_TABLE}, ${LIVE_TABLE}`);
+  // In 100k-row statements, so no single transaction holds the whole table's WAL.
+  for (let from = 1; from <= rows; from += 100_000) {
+    const to = Math.min(rows, from + 99_999);
+    await client.query(`INSERT INTO ${BOOT_TABLE} SELECT ${ORDER_ROW} FROM generate_series($1::bigint, $2::bigint) AS g`, [from, to]);
+  }
+  await client.query(`VACUUM (FREEZE, ANALYZE) ${BOOT_TABLE}`);
+}
+
+/** Inserts live rows `from`..`to` in one transaction; each row's clock column is the time it was written. */
+export async function insertLiveRows(client: pg.Client, from: number, to: number): Promise<void> {
+  await client.query(`INSERT INTO ${LIVE_TABLE} SELECT ${ORDER_ROW}, clock_timestamp() FROM generate_series($1::bigint, $2::bigint) AS g`, [from, to]);
+}

@@ -37,6 +37,120 @@ export async function runNodeChild<T>(script: string, job: unknown, opts: ChildO
   }
 }
 
+/** A child that talks while it runs: JSON lines on its stdout as they come, commands on its stdin. */
+export interface ConversingChild<T> {
+  /** Resolves with the first line (parsed) that `match` accepts; rejects if the child exits first. */
+  next(match: (message: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Writes one JSON line to the child's stdin. */
+  send(message: unknown): void;
+  /** The JSON the child printed last, once it exited with 0. */
+  result: Promise<T>;
+}
+
+/**
+ * Starts `node [flags] <script> <job JSON>` like runNodeChild, but the parent may wait for
+ * lines it prints on the way (one JSON object a line on stdout) and send it commands.
+ */
+export function startNodeChild<T>(script: string, job: unknown, opts: ChildOptions): ConversingChild<T> {
+  const args = [...(opts.nodeFlags ?? []), script, JSON.stringify(job)];
+  const child = spawn(process.execPath, args, { cwd: BENCH_ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  const name = path.basename(script);
+  let stdout = '';
+  let pending = '';
+  let stderr = '';
+  const waiters: { match: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
+  const seen: Record<string, unknown>[] = [];
+  let exited: Error | undefined;
+  child.stdout.on('data', (d: Buffer) => {
+    const text = d.toString();
+    stdout = (stdout + text).slice(-64_000);
+    pending += text;
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      let message: Record<string, unknown>;
+      try {
+        message = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      seen.push(message);
+      for (const w of [...waiters]) {
+        if (w.match(message)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(message);
+        }
+      }
+    }
+  });
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-64_000)));
+  child.stdin.on('error', () => undefined);
+  const timer = setTimeout(() => {
+    stderr += `\n[bench] killed after ${opts.timeoutMs} ms`;
+    child.kill('SIGKILL');
+  }, opts.timeoutMs);
+  const result = new Promise<T>((resolve, reject) => {
+    const fail = (err: Error) => {
+      exited = err;
+      for (const w of waiters.splice(0)) w.reject(err);
+      reject(err);
+    };
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      fail(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      liveChildren.delete(child);
+      if (code !== 0) return fail(new Error(`${name} exited with ${signal ?? code}:\n${tail(stderr)}\n${tail(stdout)}`));
+      const last = seen[seen.length - 1];
+      if (last === undefined) return fail(new Error(`${name} printed no JSON result:\n${tail(stdout)}\n${tail(stderr)}`));
+      exited = new Error(`${name} exited`);
+      for (const w of waiters.splice(0)) w.reject(exited);
+      resolve(last as T);
+    });
+  });
+  result.catch(() => undefined);
+  return {
+    next: (match) => {
+      const found = seen.find(match);
+      if (found) return Promise.resolve(found);
+      if (exited) return Promise.reject(exited);
+      return new Promise((resolve, reject) => waiters.push({ match, resolve, reject }));
+    },
+    send: (message) => {
+      child.stdin.write(`${JSON.stringify(message)}\n`);
+    },
+    result,
+  };
+}
+
+/** Child side: calls `on` with every JSON line the parent sends (see startNodeChild). */
+export function onParentMessage(on: (message: Record<string, unknown>) => void): void {
+  let pending = '';
+  process.stdin.on('data', (d: Buffer) => {
+    pending += d.toString();
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      try {
+        on(JSON.parse(line) as Record<string, unknown>);
+      } catch (err) {
+        process.stderr.write(`bad message from the parent: ${line} (${String(err)})\n`);
+      }
+    }
+  });
+}
+
+/** Child side: one JSON line on stdout without exiting (a progress line startNodeChild can wait for). */
+export function say(message: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
 /**
  * The measured children, bundled with esbuild (a devDependency) into plain ESM, the way a
  * deployed streamer runs: under `--import tsx` the TypeScript loader's own thread adds ≈ 25-40 MB

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --changes N --runs N --no-big --big-rows N --no-transform --profile]`
+ * `npm run bench [-- --changes N --runs N --no-big --big-rows N --no-transform --no-bootstrap --bootstrap-rows N --only S --profile]`
  *
  * Starts its own PostgreSQL (embedded, wal_level=logical) and SQS emulator (a child process),
  * builds a backlog of row changes behind one pgoutput slot per measured reader — every slot is
@@ -9,7 +9,9 @@
  *  - the real streamer into the SQS emulator;
  *  - the streamer (and the Node ceiling) on one transaction of a million inserts;
  *  - the transform Lambda's handler on a realistic SQS event, and its Lambda cost
- *    (transform-bench.ts).
+ *    (transform-bench.ts);
+ *  - the bootstrap: the initial load of a million-row table by the streamer, beside COPY of the
+ *    same table, and under a live load on another table (bootstrap-bench.ts).
  * Each reader runs in its own process (peak RSS is its own). Prints Markdown tables with the
  * targets and writes the same as JSON to bench/results/latest.json.
  */
@@ -26,6 +28,9 @@ import { createTestDatabase, startTestPostgres, type TestPostgres } from '#test/
 import { approximateMessageCount, createFifoQueue, sqsClient } from '#test/helpers/sqs.ts';
 import {
   BIG_PUBLICATION,
+  BOOT_TABLE,
+  LIVE_CLOCK_COLUMN,
+  LIVE_TABLE,
   ORDERS_PUBLICATION,
   ROWS_PER_TX,
   createSchema,
@@ -36,6 +41,16 @@ import {
   planBacklog,
 } from './backlog.ts';
 import { BENCH_ROOT, bundleChildren, liveChildren, runNodeChild, runProcess } from './child.ts';
+import {
+  bootstrapMarkdown,
+  evaluateBootstrapTargets,
+  LIVE_RATE,
+  runBootstrapScenarios,
+  summarizeBootstrap,
+  type BootstrapBenchContext,
+  type BootstrapInfo,
+  type BootstrapMeasurement,
+} from './bootstrap-bench.ts';
 import { LAMBDA_ARM64_US_EAST_1 } from './lambda-cost.ts';
 import type { RawReaderJob, RawReaderResult, ReaderVariant } from './raw-reader.ts';
 import { printProfile } from './profile.ts';
@@ -44,13 +59,18 @@ import type { SinkKind, StreamerJob, StreamerResult } from './run-streamer.ts';
 import { LAMBDA_1024_NODE_FLAGS, prepareTransformEvent, runTransformScenarios, type TransformBenchContext } from './transform-bench.ts';
 import { summarizeTransform, transformMarkdown, type TransformEventInfo, type TransformMeasurement } from './transform-report.ts';
 
-const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--big-rows N] [--no-transform] [--profile]
+const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--big-rows N] [--no-transform] [--no-bootstrap] [--bootstrap-rows N] [--only S] [--profile]
   --changes N    row changes in the backlog, in 100-row transactions (default 200000)
   --runs N       measure every scenario N times and report medians (default 1)
   --no-big       skip the one-big-transaction scenario
   --big-rows N   rows of the big transaction (default 1000000)
   --no-transform skip the transform scenarios (handler throughput and Lambda cost)
   --transform-iterations N  timed invocations per transform run, after 10 untimed (default 50)
+  --no-bootstrap skip the bootstrap scenarios
+  --bootstrap-rows N  rows of the table the bootstrap scenarios load (default 1000000)
+  --only S       run only these scenario groups, comma-separated: backlog, big, transform, bootstrap
+                 (the results file then holds only their figures)
+  --out PATH     where the results go (default bench/results/latest.json)
   --profile      CPU-profile the streamer and transform children (slower); profiles in bench/results/profiles/
   --node-flags=S extra Node flags for the streamer children, after its production ones (streamer/node-options.ts)
   --streamer-config=JSON  settings merged into the streamer's config, e.g. '{"maxConcurrentSends":4}'
@@ -63,7 +83,11 @@ interface Options {
   bigRows: number;
   transform: boolean;
   transformIterations: number;
+  bootstrap: boolean;
+  bootstrapRows: number;
+  backlog: boolean;
   profile: boolean;
+  out: string;
   nodeFlags: string[];
   streamerConfig: Record<string, unknown>;
   sqsMd5Off: boolean;
@@ -79,6 +103,10 @@ function parseOptions(argv: string[]): Options {
       'big-rows': { type: 'string', default: '1000000' },
       'no-transform': { type: 'boolean', default: false },
       'transform-iterations': { type: 'string', default: '50' },
+      'no-bootstrap': { type: 'boolean', default: false },
+      'bootstrap-rows': { type: 'string', default: '1000000' },
+      only: { type: 'string' },
+      out: { type: 'string', default: path.join('bench', 'results', 'latest.json') },
       profile: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
       'streamer-config': { type: 'string', default: '{}' },
@@ -95,14 +123,22 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}, got '${text}'\n${USAGE}`);
     return n;
   };
+  const groups = ['backlog', 'big', 'transform', 'bootstrap'];
+  const only = values.only === undefined ? undefined : values.only.split(',').map((g) => g.trim()).filter(Boolean);
+  for (const g of only ?? []) if (!groups.includes(g)) throw new Error(`--only takes ${groups.join(', ')}; got '${g}'\n${USAGE}`);
+  const selected = (group: string) => only === undefined || only.includes(group);
   return {
     changes: int('changes', values.changes, 100),
     runs: int('runs', values.runs, 1),
-    big: !values['no-big'],
+    backlog: selected('backlog'),
+    big: !values['no-big'] && selected('big'),
     bigRows: int('big-rows', values['big-rows'], 1),
-    transform: !values['no-transform'],
+    transform: !values['no-transform'] && selected('transform'),
     transformIterations: int('transform-iterations', values['transform-iterations'], 1),
+    bootstrap: !values['no-bootstrap'] && selected('bootstrap'),
+    bootstrapRows: int('bootstrap-rows', values['bootstrap-rows'], 1),
     profile: values.profile,
+    out: path.resolve(BENCH_ROOT, values.out),
     nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean),
     streamerConfig: jsonObject('streamer-config', values['streamer-config']),
     sqsMd5Off: values['sqs-md5-off'],
@@ -421,7 +457,11 @@ async function main(): Promise<void> {
     console.error(`warning: load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} — other work on this machine will skew the figures`);
   }
   const plan = planBacklog(opts.changes);
-  console.error(`pgrelay bench: ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / ROWS_PER_TX} transactions, ${opts.runs} run(s)${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}`);
+  console.error(
+    `pgrelay bench: ${opts.runs} run(s)${opts.backlog ? `, ${plan.changes.toLocaleString('en-US')} changes in ${plan.changes / ROWS_PER_TX} transactions` : ''}` +
+      `${opts.big ? `, big transaction of ${opts.bigRows.toLocaleString('en-US')} rows` : ''}${opts.transform ? ', transform' : ''}` +
+      `${opts.bootstrap ? `, bootstrap of ${opts.bootstrapRows.toLocaleString('en-US')} rows` : ''}`,
+  );
 
   // Known (the AWS SDK warns on Node 20), and it would land in the middle of the progress lines; children inherit it.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -439,7 +479,12 @@ async function main(): Promise<void> {
   const { endpoint: sqsEndpoint, eventBridgeEndpoint } = sqsStarted.value;
   const db = await createTestDatabase(pgServer.url, 'bench');
   const recvlogical = findPgRecvlogical();
-  const scripts = await bundleChildren({ 'raw-reader': 'bench/raw-reader.ts', 'run-streamer': 'bench/run-streamer.ts', 'run-transform': 'bench/run-transform.ts' });
+  const scripts = await bundleChildren({
+    'raw-reader': 'bench/raw-reader.ts',
+    'run-streamer': 'bench/run-streamer.ts',
+    'run-transform': 'bench/run-transform.ts',
+    'run-bootstrap': 'bench/run-bootstrap.ts',
+  });
   const ctx: Context = { opts, scripts, dbUrl: db.url, sqsEndpoint, recvlogical, measurements: [] };
 
   const admin = new pg.Client({ connectionString: db.url });
@@ -453,17 +498,22 @@ async function main(): Promise<void> {
 
   await createSchema(admin);
   const runs = Array.from({ length: opts.runs }, (_, i) => i + 1);
-  await createSlots(admin, runs.flatMap((r) => SLOT_KINDS.map((k) => slotName(k, r))));
-  const backlogStartLsn = await currentWalLsn(admin);
-  let t = performance.now();
-  await generateBacklog(admin, plan);
-  const backlogSeconds = (performance.now() - t) / 1000;
-  const backlogEndLsn = await currentWalLsn(admin);
-  const backlogWalMb = Number(parseLsn(backlogEndLsn) - parseLsn(backlogStartLsn)) / 2 ** 20;
-  console.error(`backlog: ${plan.changes.toLocaleString('en-US')} changes, ${backlogWalMb.toFixed(1)} MB of WAL, generated in ${backlogSeconds.toFixed(1)} s`);
+  let backlog: Record<string, unknown> | undefined;
+  let t: number;
+  if (opts.backlog) {
+    await createSlots(admin, runs.flatMap((r) => SLOT_KINDS.map((k) => slotName(k, r))));
+    const backlogStartLsn = await currentWalLsn(admin);
+    t = performance.now();
+    await generateBacklog(admin, plan);
+    const backlogSeconds = (performance.now() - t) / 1000;
+    const backlogEndLsn = await currentWalLsn(admin);
+    const backlogWalMb = Number(parseLsn(backlogEndLsn) - parseLsn(backlogStartLsn)) / 2 ** 20;
+    console.error(`backlog: ${plan.changes.toLocaleString('en-US')} changes, ${backlogWalMb.toFixed(1)} MB of WAL, generated in ${backlogSeconds.toFixed(1)} s`);
 
-  const backlogKnown: { endLsn?: string } = {};
-  for (const run of runs) await backlogRun(ctx, run, plan.changes, backlogKnown);
+    const backlogKnown: { endLsn?: string } = {};
+    for (const run of runs) await backlogRun(ctx, run, plan.changes, backlogKnown);
+    backlog = { ...plan, generationSeconds: backlogSeconds, walMb: backlogWalMb, endLsn: backlogKnown.endLsn, walEndAfterGeneration: backlogEndLsn };
+  }
 
   let big: Record<string, unknown> | undefined;
   if (opts.big) {
@@ -501,17 +551,36 @@ async function main(): Promise<void> {
       console.error(`transform scenarios FAILED: ${transformError}`);
     }
   }
+
+  let bootstrap: { info: BootstrapInfo; measurements: BootstrapMeasurement[] } | undefined;
+  let bootstrapError: string | undefined;
+  if (opts.bootstrap) {
+    const bctx: BootstrapBenchContext = {
+      scripts, dbUrl: db.url, sqsEndpoint, rows: opts.bootstrapRows, runs: opts.runs, nodeFlags: opts.nodeFlags,
+      streamerConfig: opts.streamerConfig, sqsMd5Off: opts.sqsMd5Off, checkInterrupted,
+      ...(opts.profile ? { profilePath: (name: string) => path.join(RESULTS_DIR, 'profiles', `${name}.cpuprofile`) } : {}),
+    };
+    try {
+      bootstrap = await runBootstrapScenarios(bctx, admin);
+    } catch (err) {
+      checkInterrupted();
+      bootstrapError = err instanceof Error ? err.message : String(err);
+      console.error(`bootstrap scenarios FAILED: ${bootstrapError}`);
+    }
+  }
   await admin.end();
   checkInterrupted();
 
   const rows = summarize(ctx.measurements);
   const targets = evaluateTargets(rows);
-  const table = markdown(rows, targets);
-  console.log(`\n${table}\n`);
-  console.log(
-    `Medians of ${opts.runs} run(s); peak RSS is the highest over runs, of the reader's own process. ` +
-      `Ratio: changes/s over the best ceiling on the same WAL.${opts.profile ? ' PROFILED RUN: the streamer rows carry profiler overhead.' : ''}`,
-  );
+  const table = rows.length > 0 ? markdown(rows, targets) : undefined;
+  if (table) {
+    console.log(`\n${table}\n`);
+    console.log(
+      `Medians of ${opts.runs} run(s); peak RSS is the highest over runs, of the reader's own process. ` +
+        `Ratio: changes/s over the best ceiling on the same WAL.${opts.profile ? ' PROFILED RUN: the streamer rows carry profiler overhead.' : ''}`,
+    );
+  }
   const transformRows = transform ? summarizeTransform(transform.measurements) : undefined;
   const transformTable = transform && transformRows ? transformMarkdown(transformRows, transform.event) : undefined;
   if (transformTable) {
@@ -519,6 +588,19 @@ async function main(): Promise<void> {
     console.log(
       `Per invocation: median of ${opts.transformIterations} warm invocations (JSON.parse of the event + Transform.handle), median over runs; ` +
         `CPU counts every thread of the child; Node runs with Lambda's heap flags for 1024 MB (${LAMBDA_1024_NODE_FLAGS.join(' ')}).${opts.profile ? ' PROFILED RUN: the transform rows carry profiler overhead.' : ''}`,
+    );
+  }
+
+  const bootstrapRows = bootstrap ? summarizeBootstrap(bootstrap.measurements) : undefined;
+  const bootstrapTargets = bootstrapRows ? evaluateBootstrapTargets(bootstrapRows) : undefined;
+  const bootstrapTable = bootstrapRows && bootstrapTargets ? bootstrapMarkdown(bootstrapRows, bootstrapTargets) : undefined;
+  if (bootstrapTable && bootstrap) {
+    console.log(`\n${bootstrapTable}\n`);
+    console.log(
+      `${bootstrap.info.rows.toLocaleString('en-US')} rows (${bootstrap.info.tableMb.toFixed(0)} MB). Streamer rows: from the request row to state done (the state row's timestamps), ` +
+        `which the streamer writes after SQS accepted every row and the completed mark in every partition; medians of ${opts.runs} run(s), ` +
+        `peak RSS and retained WAL the highest. COPY by ${bootstrap.info.copyReader}. Live delay: written (clock_timestamp()) → accepted by the sink, ` +
+        `rows written during the load.${opts.profile ? ' PROFILED RUN: the streamer rows carry profiler overhead.' : ''}`,
     );
   }
 
@@ -533,7 +615,7 @@ async function main(): Promise<void> {
       processes: 'every reader in its own process (streamer children bundled with esbuild, no tsx loader); fauxqs in its own process',
       aggregation: 'median seconds over runs; peak RSS = highest over runs (getrusage maxRSS of the reader process)',
     },
-    options: opts,
+    options: { ...opts, out: path.relative(BENCH_ROOT, opts.out) },
     machine: {
       node: process.version,
       cpus: os.cpus().length,
@@ -544,7 +626,7 @@ async function main(): Promise<void> {
     },
     postgres: { version: serverVersion, backend: pgServer.backend, flags: SERVER_FLAGS },
     pgRecvlogical: recvlogicalVersion ?? null,
-    backlog: { ...plan, generationSeconds: backlogSeconds, walMb: backlogWalMb, endLsn: backlogKnown.endLsn, walEndAfterGeneration: backlogEndLsn },
+    backlog: backlog ?? null,
     big: big ?? null,
     transform: transform
       ? {
@@ -566,15 +648,36 @@ async function main(): Promise<void> {
       : transformError !== undefined
         ? { error: transformError }
         : null,
+    bootstrap: bootstrap && bootstrapRows
+      ? {
+          method: {
+            table: `${BOOT_TABLE}: the backlog's orders row shape, ids 1..N, VACUUM (FREEZE, ANALYZE) after loading; one untimed COPY first, so every reader finds it in the page cache`,
+            request: 'requestBootstrap (reason operator) into the state schema while the streamer streams (its slot created just before, bootstrap.pollIntervalMs 100, every other setting default)',
+            done: "state 'done' in the state row: the streamer writes it after SQS accepted every chunk and the bootstrap.completed mark in every partition; seconds = finished_at − requested_at (the row's timestamps), so the ≤ 0.1 s wait for the poll is included",
+            ceiling: `${bootstrap.info.copyReader}: COPY (SELECT * FROM ${BOOT_TABLE} ORDER BY id) TO STDOUT`,
+            retainedWal: `pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) of the slot, sampled every 50 ms from the request to done; max`,
+            live: `${LIVE_TABLE}: ${LIVE_RATE} rows/s in a transaction every 5 ms, each row's ${LIVE_CLOCK_COLUMN} = clock_timestamp() (its insert, just before its commit); the measuring discard sink finds the column in each body it accepts and takes accepted − written; rows written from the request to done count; those written in the 2 s before the request (no load) are the baseline`,
+            sinks: 'discard: an SQS client whose SendMessageBatch succeeds at once (bench/accepting-sqs.ts); sqs: fauxqs in its own process',
+            processes: 'the streamer in its own process (bundled, production Node flags, then --node-flags: info.streamerNodeFlags); the bench process writes the request, polls the state row every 20 ms, samples the slot and runs the live writer',
+          },
+          info: bootstrap.info,
+          summary: bootstrapRows,
+          targets: bootstrapTargets,
+          measurements: bootstrap.measurements,
+          markdown: bootstrapTable,
+        }
+      : bootstrapError !== undefined
+        ? { error: bootstrapError }
+        : null,
     summary: rows,
-    targets,
+    targets: [...targets, ...(bootstrapTargets ?? [])],
     measurements: ctx.measurements,
-    markdown: table,
+    markdown: table ?? null,
     benchSeconds: (performance.now() - benchStarted) / 1000,
   };
-  await mkdir(RESULTS_DIR, { recursive: true });
-  await writeFile(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-  console.error(`results: bench/results/latest.json (bench took ${report.benchSeconds.toFixed(0)} s)`);
+  await mkdir(path.dirname(opts.out), { recursive: true });
+  await writeFile(opts.out, `${JSON.stringify(report, null, 2)}\n`);
+  console.error(`results: ${path.relative(BENCH_ROOT, opts.out)} (bench took ${report.benchSeconds.toFixed(0)} s)`);
 }
 
 let exitCode = 0;
