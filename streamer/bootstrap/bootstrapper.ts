@@ -91,6 +91,13 @@ export class Bootstrapper {
     if (!rows[0]?.exists) return;
     for (const request of await readOpenBootstraps(state, config.stateSchema, config.slotName)) {
       if (this.loads.has(request.table)) continue;
+      if (this.deps.serverVersion < 140000) {
+        // pgoutput delivers logical decoding messages from PostgreSQL 14: the chunk marks could never arrive.
+        const why = `a bootstrap needs PostgreSQL 14 or later (its chunks are marked in the stream by logical decoding messages); this server is ${Math.floor(this.deps.serverVersion / 10000)}`;
+        if (request.state === 'requested') await failBootstrapRequest(state, config.stateSchema, config.slotName, request.table, why);
+        else if (request.loadId !== null) await finishBootstrap(state, config.stateSchema, config.slotName, request.table, { loadId: request.loadId, state: 'failed', detail: why });
+        continue;
+      }
       const info = this.deps.tables.get(request.table);
       if (info === undefined) {
         const why = `${request.table} is not one of the streamer's tables (add it to tables, or drop the request)`;
@@ -101,14 +108,20 @@ export class Bootstrapper {
       }
       if (this.loads.size >= config.bootstrap.concurrency) break;
       log.info('bootstrap request taken', { table: request.table, reason: request.reason, state: request.state });
-      this.start(request, info, state);
+      this.start(request, info);
     }
   }
 
-  private start(request: BootstrapRequest, info: TableInfo, state: pg.Client): void {
+  private start(request: BootstrapRequest, info: TableInfo): void {
     const { config, log } = this.deps;
     const go = async () => {
+      // Each load has its own two connections: one reads the table, one records its progress (a
+      // client runs one query at a time, and the poll's connection is dropped when a poll fails).
       const reader = await this.deps.connections.connect({ applicationName: 'pgrelay-bootstrap-read' });
+      const state = await this.deps.connections.connect({ applicationName: 'pgrelay-bootstrap' }).catch(async (err: unknown) => {
+        await reader.end().catch(() => undefined);
+        throw err;
+      });
       try {
         const load = new TableLoad(request, {
           config,
@@ -134,6 +147,7 @@ export class Bootstrapper {
         await load.run();
       } finally {
         await reader.end().catch(() => undefined);
+        await state.end().catch(() => undefined);
       }
     };
     // Reserve the slot at once, so one poll does not start a table twice.

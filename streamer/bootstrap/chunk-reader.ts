@@ -1,7 +1,7 @@
 /**
  * Reading a table in key order, a chunk at a time, each chunk in its own short REPEATABLE READ
  * transaction together with its snapshot (`pg_current_snapshot()`), and writing the bootstrap's
- * marks. Values come back as the text of each type's output function (no type parsing on the
+ * marks. Rows come by COPY as the text of each type's output function (no type parsing on the
  * client), which under pgrelay's session settings is exactly the text pgoutput sends: the
  * streamer's value writers apply unchanged.
  *
@@ -13,6 +13,7 @@ import type pg from 'pg';
 import { PgRelayError } from '#core/errors.ts';
 import { qualifiedName, quoteIdent, type TableName } from '#core/identifiers.ts';
 import { BOOTSTRAP_PREFIX } from './marker.ts';
+import { copyRows, quoteLiteral, type CopyRows } from './copy-rows.ts';
 import { parseSnapshot, type ChunkSnapshot } from './snapshot.ts';
 
 export interface TableShape {
@@ -78,9 +79,9 @@ export async function describeTable(client: pg.Client, table: TableName, keyColu
   };
 }
 
-/** `(k1, k2)` compared with `($n::t1, $n+1::t2)`. */
-function keyTuple(shape: TableShape, firstParam: number): string {
-  return `(${shape.sql.keyTypes.map((t, i) => `$${firstParam + i}::${t}`).join(', ')})`;
+/** `('v1'::t1, 'v2'::t2)`: a key as literals of the key columns' types (COPY takes no bind parameters). */
+function keyTuple(shape: TableShape, key: readonly string[]): string {
+  return `(${shape.sql.keyTypes.map((t, i) => `${quoteLiteral(key[i] as string)}::${t}`).join(', ')})`;
 }
 
 /** The table's last key now (a load ends there: rows added later arrive as live inserts); null when empty. */
@@ -106,15 +107,17 @@ export async function estimateRows(client: pg.Client, table: TableName): Promise
 
 export interface ChunkRead {
   snapshot: ChunkSnapshot;
-  /** Rows in key order, each value the type's output text or null. */
-  rows: (string | null)[][];
+  /** Rows in key order, as COPY's text. */
+  rows: CopyRows;
+  /** The last row's key texts; null when the chunk is empty. */
+  lastKey: string[] | null;
   ms: number;
 }
 
 /**
  * One chunk: the rows after `after` (exclusive) up to `upTo` (inclusive), at most `limit`, in key
- * order — or, with `keys`, exactly those rows — read in one REPEATABLE READ transaction whose
- * snapshot is taken first.
+ * order — or, with `keys`, exactly those rows — read by COPY in one REPEATABLE READ transaction
+ * whose snapshot is taken first.
  */
 export async function readChunk(
   client: pg.Client,
@@ -123,43 +126,37 @@ export async function readChunk(
 ): Promise<ChunkRead> {
   const started = performance.now();
   const where: string[] = [];
-  const values: unknown[] = [];
   let limit = '';
   if ('keys' in range) {
-    const tuples = range.keys.map((key) => {
-      const t = keyTuple(shape, values.length + 1);
-      values.push(...key);
-      return t;
-    });
-    where.push(`(${shape.sql.keyList}) IN (${tuples.join(', ')})`);
+    where.push(`(${shape.sql.keyList}) IN (${range.keys.map((key) => keyTuple(shape, key)).join(', ')})`);
   } else {
-    if (range.after !== null) {
-      where.push(`(${shape.sql.keyList}) > ${keyTuple(shape, values.length + 1)}`);
-      values.push(...range.after);
-    }
-    if (range.upTo !== null) {
-      where.push(`(${shape.sql.keyList}) <= ${keyTuple(shape, values.length + 1)}`);
-      values.push(...range.upTo);
-    }
-    values.push(range.limit);
-    limit = ` LIMIT $${values.length}`;
+    if (range.after !== null) where.push(`(${shape.sql.keyList}) > ${keyTuple(shape, range.after)}`);
+    if (range.upTo !== null) where.push(`(${shape.sql.keyList}) <= ${keyTuple(shape, range.upTo)}`);
+    limit = ` LIMIT ${Math.floor(range.limit)}`;
   }
-  const text = `${shape.sql.select}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${shape.sql.keyList}${limit}`;
+  const text = `COPY (${shape.sql.select}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${shape.sql.keyList}${limit}) TO STDOUT`;
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     // The first statement takes the transaction's snapshot: the one the rows are read in.
     const snap = await client.query<{ s: string }>(`SELECT ${shape.sql.snapshot}::text AS s`);
-    const { rows } = await client.query<(string | null)[]>({ text, values, rowMode: 'array', types: RAW_TEXT });
+    const rows = await copyRows(client, text);
     await client.query('COMMIT');
-    return { snapshot: parseSnapshot(snap.rows[0]?.s ?? ''), rows, ms: performance.now() - started };
+    const lastKey = rows.count > 0 ? rows.pick(rows.count - 1, shape.columns.length, shape.keyIndexes) : null;
+    return { snapshot: parseSnapshot(snap.rows[0]?.s ?? ''), rows, lastKey, ms: performance.now() - started };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
 }
 
-/** Writes a mark into the WAL (non-transactional: it is there at once); returns its LSN. */
-export async function writeMark(client: pg.Client, content: string): Promise<string> {
-  const { rows } = await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(false, $1, $2)::text AS lsn', [BOOTSTRAP_PREFIX, content]);
+/**
+ * Writes a mark into the WAL (non-transactional: it is there at once); returns its LSN. From
+ * PostgreSQL 17 the record is flushed at once, so the walsender sends it within milliseconds;
+ * before, it waits for the WAL writer or the next commit (up to `wal_writer_delay`, 200 ms by
+ * default, on an idle server).
+ */
+export async function writeMark(client: pg.Client, content: string, serverVersion: number): Promise<string> {
+  const text = serverVersion >= 170000 ? 'SELECT pg_logical_emit_message(false, $1, $2, true)::text AS lsn' : 'SELECT pg_logical_emit_message(false, $1, $2)::text AS lsn';
+  const { rows } = await client.query<{ lsn: string }>(text, [BOOTSTRAP_PREFIX, content]);
   return rows[0]?.lsn ?? '';
 }

@@ -26,11 +26,13 @@ import { stringifyLossless } from '#core/values/lossless-json.ts';
 import type { TypeRegistry } from '#core/values/registry.ts';
 import { failBootstrapRequest, finishBootstrap, recordBootstrapProgress, restartBootstrap, startBootstrap, type BootstrapRequest } from '#shared/bootstrap-state.ts';
 import type { Logger } from '../log.ts';
-import { describeTable, estimateRows, lastKey, readChunk, writeMark, type TableShape } from './chunk-reader.ts';
+import { describeTable, estimateRows, lastKey, readChunk, writeMark, type ChunkRead, type TableShape } from './chunk-reader.ts';
+import type { CopyRows } from './copy-rows.ts';
+import type { ChunkSnapshot } from './snapshot.ts';
 import { formatMark } from './marker.ts';
 import { SnapshotRowWriter, type SnapshotRow } from './snapshot-rows.ts';
 import { markKey, type ChunkWindow } from './stream-view.ts';
-import type { BootstrapHost } from './host.ts';
+import type { BootstrapHost, EmittedChange } from './host.ts';
 
 export interface TableLoadDeps {
   config: StreamerConfig;
@@ -54,6 +56,16 @@ export interface TableLoadDeps {
 }
 
 export type LoadOutcome = 'complete' | 'cancelled' | 'failed' | 'stopped';
+
+/** A chunk read, its mark written, not yet met. */
+interface InFlight {
+  host: BootstrapHost;
+  key: string;
+  window: ChunkWindow;
+  met: Promise<Emitted>;
+  /** The keys it reads again, when it is a re-read. */
+  rereadKeys: string[][] | undefined;
+}
 
 /** A chunk emitted at its mark, waiting for SQS. */
 interface Emitted {
@@ -122,7 +134,7 @@ export class TableLoad {
         this.loadId = loadIdOf(r);
         this.upTo = await lastKey(this.deps.reader, this.shape);
         const estimate = await estimateRows(this.deps.reader, table);
-        if (!(await startBootstrap(this.deps.state, config.stateSchema, config.slotName, r.table, { id: this.loadId, upperKey: this.upTo, rowsEstimated: estimate, requestStamp: r.requestStamp }))) {
+        if (!(await this.onState(() => startBootstrap(this.deps.state, config.stateSchema, config.slotName, r.table, { id: this.loadId, upperKey: this.upTo, rowsEstimated: estimate, requestStamp: r.requestStamp })))) {
           return 'cancelled';
         }
         this.started = true;
@@ -133,16 +145,11 @@ export class TableLoad {
       if (r.state === 'running') (await this.deps.host()).stampLoad(this.shape.ref, this.loadId);
       else await this.frame('started');
 
-      for (;;) {
-        if (this.deps.stopping()) return 'stopped';
-        if (!(await this.deps.stillWanted(this.loadId))) return this.end('cancelled', 'cancelled by an operator');
-        await this.gentle();
-        const done = await this.nextChunk();
-        if (done) break;
-      }
+      this.emittedAfter = this.after;
+      if (!(await this.chunks())) return this.deps.stopping() ? 'stopped' : this.end('cancelled', 'cancelled by an operator');
       await this.persisted;
       await this.frame('completed', { outcome: 'complete', rows: this.rowsRead });
-      await finishBootstrap(this.deps.state, config.stateSchema, config.slotName, r.table, { loadId: this.loadId, state: 'done' });
+      await this.onState(() => finishBootstrap(this.deps.state, config.stateSchema, config.slotName, r.table, { loadId: this.loadId, state: 'done' }));
       log.info('bootstrap done', { table: r.table, load: this.loadId, rows: this.rowsRead });
       return 'complete';
     } catch (err) {
@@ -173,9 +180,11 @@ export class TableLoad {
     } catch {
       // The mark could not be written (the database is gone): the state row still says why.
     }
-    const ended = this.started
-      ? finishBootstrap(this.deps.state, config.stateSchema, config.slotName, this.request.table, { loadId: this.loadId, state: outcome, detail })
-      : failBootstrapRequest(this.deps.state, config.stateSchema, config.slotName, this.request.table, detail);
+    const ended = this.onState(() =>
+      this.started
+        ? finishBootstrap(this.deps.state, config.stateSchema, config.slotName, this.request.table, { loadId: this.loadId, state: outcome, detail })
+        : failBootstrapRequest(this.deps.state, config.stateSchema, config.slotName, this.request.table, detail),
+    );
     await ended.catch(() => undefined);
     return outcome;
   }
@@ -193,17 +202,16 @@ export class TableLoad {
     const head = `{"v":1,"op":"bootstrap.${kind}","schema":${stringifyLossless(this.shape.table.schema)},"table":${stringifyLossless(this.shape.table.table)},"key":null,"after":null,"before":null,"bootstrap":${load}`;
     for (;;) {
       const host = await this.deps.host();
-      const met = new Promise<void>((resolve, reject) => {
+      const met = this.untilMark<void>(host, (resolve) => {
         host.view.expect(markKey({ load: this.loadId, kind }), (lsn, _mark) => {
           const json = `${head},"position":{"commitLsn":"${formatLsn(lsn)}","seq":0},"tx":null}`;
           // The stamp changes at the mark, in stream order: changes after `started` carry the load, after `completed` not.
           host.stampLoad(this.shape.ref, kind === 'started' ? this.loadId : undefined);
           host.broadcastAt(lsn, json, () => resolve());
         });
-        host.ended.then(() => reject(new SessionEnded()));
       });
       met.catch(() => undefined); // awaited below; a mark never written must not leave its rejection unhandled
-      await writeMark(this.deps.reader, formatMark({ v: 1, slot: config.slotName, kind, load: this.loadId, table: r.table }));
+      await writeMark(this.deps.reader, formatMark({ v: 1, slot: config.slotName, kind, load: this.loadId, table: r.table }), this.deps.serverVersion);
       try {
         await met;
         return;
@@ -215,68 +223,170 @@ export class TableLoad {
     }
   }
 
-  /** Reads, reconciles and emits one chunk; true when the table is read to its end. */
-  private async nextChunk(): Promise<boolean> {
-    const { config } = this.deps;
-    const host = await this.deps.host();
-    if (this.listening !== host) {
-      // A TRUNCATE between chunks (not inside a window) also starts the load over.
-      this.listening = host;
-      this.unlisten?.();
-      this.unlisten = host.view.onTruncate((ref) => {
-        if (ref === this.shape.ref) this.truncated = true;
-      });
-    }
-    if (this.truncated) {
-      await this.startOver();
-      return false;
-    }
-    const chunk = this.chunk++;
-    const rereading = this.reread.length > 0;
-    const window = host.view.open(this.shape.ref);
-    let emitted: Emitted | undefined;
+  /**
+   * Reads the table chunk by chunk until its end; false when stopped or cancelled. Two chunks
+   * overlap: while one waits for its mark and is emitted in the decoder, the next is read.
+   */
+  private async chunks(): Promise<boolean> {
+    let inFlight: InFlight | undefined;
     try {
-      const read = await readChunk(this.deps.reader, this.shape, rereading ? { keys: this.reread.splice(0, 1000) } : { after: this.after, upTo: this.upTo, limit: this.limit });
-      if (host.view.streamedBefore(read.snapshot.xip32, window)) {
-        // Step 3: a commit the snapshot cannot see yet was already streamed; read this chunk again.
-        this.deps.log.info('bootstrap chunk read again: a transaction the snapshot did not see was streamed before its window', { table: this.table, load: this.loadId, chunk });
-        if (rereading) this.reread.unshift(...read.rows.map((row) => this.shape.keyIndexes.map((i) => row[i] as string)));
-        await this.deps.pause(50);
-        return false;
+      for (;;) {
+        if (this.deps.stopping()) return false;
+        if (!(await this.onState(() => this.deps.stillWanted(this.loadId)))) return false;
+        await this.gentle();
+        const host = await this.deps.host();
+        this.listen(host);
+        let next = this.truncated ? undefined : await this.readNext(host);
+        if (inFlight !== undefined) {
+          const settled = await this.settle(inFlight);
+          inFlight = undefined;
+          if (!settled && next !== undefined) {
+            this.discard(next);
+            next = undefined;
+          }
+        }
+        if (this.truncated) {
+          if (next !== undefined) this.discard(next);
+          await this.startOver();
+          continue;
+        }
+        inFlight = next;
+        if (inFlight === undefined && this.readEnd && this.reread.length === 0) return true;
       }
-      const rows = read.rows.map((row) => this.writer.row(row));
-      const met = new Promise<Emitted>((resolve, reject) => {
-        host.view.expect(markKey({ load: this.loadId, kind: 'chunk', chunk }), (lsn) => resolve(this.emit(host, window, read.snapshot, rows, lsn)));
-        host.ended.then(() => reject(new SessionEnded()));
-      });
-      met.catch(() => undefined); // awaited below; a mark never written must not leave its rejection unhandled
-      await writeMark(this.deps.reader, formatMark({ v: 1, slot: config.slotName, kind: 'chunk', load: this.loadId, table: this.request.table, chunk }));
-      try {
-        emitted = await met;
-      } catch (err) {
-        host.view.forget(markKey({ load: this.loadId, kind: 'chunk', chunk }));
-        if (err instanceof SessionEnded) return false; // read again in the next session, from the last recorded key
-        throw err;
-      }
-      if (this.truncated) {
-        // A TRUNCATE during the chunk's window: the table starts over, and so does the load.
-        await this.startOver();
-        return false;
-      }
-      this.adapt(read.ms, emitted.bytes, read.rows.length);
-      if (!rereading) this.after = emitted.lastKey ?? this.after;
-      this.record(emitted);
-      if (rereading) return false;
-      const end = read.rows.length < this.limitUsed || this.upTo === null || (emitted.lastKey !== null && sameKey(emitted.lastKey, this.upTo));
-      return end && this.reread.length === 0;
     } finally {
-      host.view.close(window);
+      if (inFlight !== undefined) this.discard(inFlight);
     }
   }
 
-  private limitUsed = 0;
+  /** Watches `host` for a TRUNCATE of the table between windows (that too starts the load over). */
+  private listen(host: BootstrapHost): void {
+    if (this.listening === host) return;
+    this.listening = host;
+    this.unlisten?.();
+    this.unlisten = host.view.onTruncate((ref) => {
+      if (ref === this.shape.ref) this.truncated = true;
+    });
+  }
+
+  /**
+   * Opens a window, reads the next chunk (keys to read again first) and writes its mark; the
+   * mark, when the decoder meets it, emits the chunk. Undefined when there is nothing to read
+   * now, or the chunk must be read again (step 3).
+   */
+  private async readNext(host: BootstrapHost): Promise<InFlight | undefined> {
+    const { config } = this.deps;
+    const rereadKeys = this.reread.length > 0 ? this.reread.splice(0, 1000) : undefined;
+    if (rereadKeys === undefined && this.readEnd) return undefined;
+    const chunk = this.chunk++;
+    const window = host.view.open(this.shape.ref);
+    const limit = this.limit;
+    let read: ChunkRead;
+    try {
+      read = await readChunk(this.deps.reader, this.shape, rereadKeys !== undefined ? { keys: rereadKeys } : { after: this.after, upTo: this.upTo, limit });
+      if (host.view.streamedBefore(read.snapshot.xip32, window)) {
+        // Step 3: a commit the snapshot cannot see yet was already streamed; read this chunk again.
+        this.deps.log.info('bootstrap chunk read again: a transaction the snapshot did not see was streamed before its window', { table: this.table, load: this.loadId, chunk });
+        host.view.close(window);
+        if (rereadKeys !== undefined) this.reread.unshift(...rereadKeys);
+        await this.deps.pause(50);
+        return undefined;
+      }
+    } catch (err) {
+      host.view.close(window);
+      if (rereadKeys !== undefined) this.reread.unshift(...rereadKeys);
+      throw err;
+    }
+    const key = markKey({ load: this.loadId, kind: 'chunk', chunk });
+    const rows = read.rows;
+    const snapshot = read.snapshot;
+    const rereading = rereadKeys !== undefined;
+    const met = this.untilMark<Emitted>(host, (resolve) => {
+      host.view.expect(key, (lsn) => resolve(this.emit(host, window, snapshot, rows, lsn, rereading)));
+    });
+    met.catch(() => undefined); // awaited in settle; a mark never written must not leave its rejection unhandled
+    const flight: InFlight = { host, key, window, met, rereadKeys };
+    try {
+      await writeMark(this.deps.reader, formatMark({ v: 1, slot: config.slotName, kind: 'chunk', load: this.loadId, table: this.request.table, chunk }), this.deps.serverVersion);
+    } catch (err) {
+      this.discard(flight);
+      throw err;
+    }
+    if (!rereading) {
+      this.after = read.lastKey ?? this.after;
+      if (rows.count < limit || this.upTo === null || (read.lastKey !== null && sameKey(read.lastKey, this.upTo))) this.readEnd = true;
+    }
+    this.adapt(read.ms, rows.bytes, rows.count, limit);
+    return flight;
+  }
+
+  /** Waits for a chunk's mark and records it; false when it never came (the session ended: read again from the last emitted key). */
+  private async settle(flight: InFlight): Promise<boolean> {
+    let emitted: Emitted;
+    try {
+      emitted = await flight.met;
+    } catch (err) {
+      // Read again, in the next session, from what was last emitted.
+      this.discard(flight);
+      if (!(err instanceof SessionEnded)) throw err;
+      return false;
+    } finally {
+      flight.host.view.close(flight.window);
+    }
+    if (this.truncated) return false; // a TRUNCATE in the chunk's window: the load starts over
+    if (flight.rereadKeys === undefined && emitted.lastKey !== null) this.emittedAfter = emitted.lastKey;
+    this.record(emitted);
+    return true;
+  }
+
+  /**
+   * A chunk that will not be emitted: its mark is no longer awaited, its keys to read again are
+   * kept, and range reads go back to after the last chunk emitted (no later one was).
+   */
+  private discard(flight: InFlight): void {
+    flight.host.view.forget(flight.key);
+    flight.host.view.close(flight.window);
+    if (flight.rereadKeys !== undefined) this.reread.unshift(...flight.rereadKeys);
+    else {
+      this.after = this.emittedAfter;
+      this.readEnd = false;
+    }
+  }
+
   private listening: BootstrapHost | undefined;
   private unlisten: (() => void) | undefined;
+  /** The lower bound after the last chunk emitted (range reads resume there when later chunks are discarded). */
+  private emittedAfter: string[] | null = null;
+  /** The range reads reached the table's last key. */
+  private readEnd = false;
+  /** What waits for a mark of the current session: rejected when the session ends. */
+  private readonly waiting = new Set<(err: SessionEnded) => void>();
+  private endWatched: BootstrapHost | undefined;
+
+  /**
+   * Waits for what `register` arranges (a mark met in the decoder); rejects with SessionEnded
+   * when `host` ends first. One reaction on `host.ended` per session, not per wait: a reaction
+   * made per chunk keeps that chunk's rows alive until the session ends (measured: 2.3 KB a
+   * row, out of heap within a load).
+   */
+  private untilMark<T>(host: BootstrapHost, register: (resolve: (value: T) => void) => void): Promise<T> {
+    if (this.endWatched !== host) {
+      this.endWatched = host;
+      const waiting = this.waiting;
+      host.ended.then(() => {
+        for (const r of [...waiting]) r(new SessionEnded());
+        waiting.clear();
+      });
+    }
+    let abort!: (err: SessionEnded) => void;
+    const met = new Promise<T>((resolve, reject) => {
+      abort = reject;
+      register(resolve);
+    });
+    this.waiting.add(abort);
+    const settled = (): void => void this.waiting.delete(abort);
+    met.then(settled, settled);
+    return met;
+  }
 
   /** After a TRUNCATE of the table: read it again from its first key, up to its last key now. */
   private async startOver(): Promise<void> {
@@ -284,14 +394,19 @@ export class TableLoad {
     this.truncated = false;
     await this.persisted;
     this.after = null;
+    this.emittedAfter = null;
+    this.readEnd = false;
     this.reread = [];
     this.upTo = await lastKey(this.deps.reader, this.shape);
-    await restartBootstrap(this.deps.state, config.stateSchema, config.slotName, this.request.table, this.loadId, this.upTo);
+    await this.onState(() => restartBootstrap(this.deps.state, config.stateSchema, config.slotName, this.request.table, this.loadId, this.upTo));
     this.deps.log.info('bootstrap starts over: the table was truncated during the load', { table: this.table, load: this.loadId });
   }
 
-  /** At the chunk's mark (in the decoder's call): what survives the window, emitted at the mark's position. */
-  private emit(host: BootstrapHost, window: ChunkWindow, snapshot: Parameters<ChunkWindow['verdict']>[0], rows: SnapshotRow[], lsn: bigint): Emitted {
+  /**
+   * At the chunk's mark (in the decoder's call): what survives the window, emitted at the mark's
+   * position. The rows become events only now, one at a time, straight into the batches.
+   */
+  private emit(host: BootstrapHost, window: ChunkWindow, snapshot: ChunkSnapshot, rows: CopyRows, lsn: bigint, rereading: boolean): Emitted {
     const verdict = window.verdict(snapshot);
     host.view.close(window);
     if (verdict.truncated) {
@@ -299,9 +414,13 @@ export class TableLoad {
       return { accepted: Promise.resolve(), lastKey: null, rows: 0, bytes: 0 };
     }
     const lsnText = formatLsn(lsn);
-    const out: { partition: number; json: string; bytes: number; seq: number }[] = [];
+    const columns = this.shape.columns.length;
+    const out: EmittedChange[] = [];
     let bytes = 0;
-    for (const row of rows) {
+    let last: SnapshotRow | undefined;
+    for (let i = 0; i < rows.count; i++) {
+      const row = this.writer.row(rows.values(i, columns));
+      last = row;
       if (verdict.stale.has(row.keyJson)) {
         if (verdict.reread.has(row.keyJson)) this.reread.push(row.key);
         continue;
@@ -312,7 +431,7 @@ export class TableLoad {
       out.push({ partition: row.partition, json, bytes: size, seq: out.length });
     }
     const accepted = new Promise<void>((resolve) => host.emitAt(lsn, out, resolve));
-    return { accepted, lastKey: rows.length > 0 ? (rows[rows.length - 1] as SnapshotRow).key : null, rows: out.length, bytes };
+    return { accepted, lastKey: rereading || last === undefined ? null : last.key, rows: out.length, bytes };
   }
 
   /** Records the chunk's progress once SQS accepted it, in chunk order. */
@@ -321,17 +440,24 @@ export class TableLoad {
     this.rowsRead += e.rows;
     this.persisted = this.persisted.then(async () => {
       await e.accepted;
-      await recordBootstrapProgress(this.deps.state, config.stateSchema, config.slotName, this.request.table, { loadId: this.loadId, lastKey: e.lastKey, rows: e.rows, bytes: e.bytes });
+      await this.onState(() => recordBootstrapProgress(this.deps.state, config.stateSchema, config.slotName, this.request.table, { loadId: this.loadId, lastKey: e.lastKey, rows: e.rows, bytes: e.bytes }));
     });
     // A failure to record shows at the next await of `persisted`; never unhandled meanwhile.
     this.persisted.catch(() => undefined);
   }
 
+  private stateQueue: Promise<unknown> = Promise.resolve();
+  /** Runs one statement on the state connection after those asked for before (a client runs one at a time). */
+  private onState<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.stateQueue.then(op);
+    this.stateQueue = next.catch(() => undefined);
+    return next;
+  }
+
   /** Bigger chunks while reads stay quick and small, smaller when one took too long. */
-  private adapt(ms: number, bytes: number, rows: number): void {
+  private adapt(ms: number, bytes: number, rows: number, limit: number): void {
     const b = this.deps.config.bootstrap;
-    this.limitUsed = this.limit;
-    if (rows < this.limit) return;
+    if (rows < limit || limit !== this.limit) return;
     if (ms > 2 * b.chunkTargetMs) this.limit = Math.max(b.chunkMinRows, Math.floor(this.limit / 2));
     else if (ms < b.chunkTargetMs / 2 && bytes * 2 <= b.chunkMaxBytes) this.limit = Math.min(b.chunkMaxRows, this.limit * 2);
   }

@@ -9,7 +9,9 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDatabase, withClient } from '#test/helpers/postgres.ts';
 import { receiveUntil, testFifoQueue, type ReceivedMessage } from '#test/helpers/sqs.ts';
-import { changesOf, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
+import { requestBootstrap } from '#shared/bootstrap-state.ts';
+import { ensureStateSchema } from '#shared/source-state.ts';
+import { bootstrapOf, changesOf, slotNameFor, startStreamer, streamerConfig, type ReceivedChange, type RunningStreamer } from '#test/helpers/streamer.ts';
 
 interface Sample {
   /** Column type, as in CREATE TABLE. */
@@ -345,7 +347,7 @@ describe('types: every row of the README type table, PostgreSQL → pgoutput →
       await c.query('CREATE TABLE odd_chars (id int PRIMARY KEY, t text, j jsonb, "note ✎😀" text)');
     });
     running = startStreamer(
-      streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['probe', 'late_types', 'odd_chars'], partitions: 1 }),
+      streamerConfig({ dbUrl: db.url, queueUrl: queue.queueUrl, sqsEndpoint: queue.endpoint, tables: ['probe', 'late_types', 'odd_chars'], partitions: 1, bootstrap: { pollIntervalMs: 100 } }),
     );
     await running.ready;
 
@@ -492,5 +494,41 @@ describe('types: every row of the README type table, PostgreSQL → pgoutput →
     expect(change?.after).toEqual({ id: 1, t: text, j: { s: text }, 'note ✎😀': text });
     const escaped = 'a\\uffff b\\ufffe c\\ud83d\\ude00';
     expect(messages.map((m) => m.body).join('\n')).toContain(`"t":"${escaped}","j":{"s": "${escaped}"},"note ✎\\ud83d\\ude00":"${escaped}"`);
+  });
+
+  it('a bootstrap writes every column exactly as the stream did: every sample, and text COPY escapes (tab, newline, CR, backslash, \\N)', async () => {
+    // Rows read by COPY come as its text format; once unescaped they are the text pgoutput sends.
+    const tricky = [
+      [2, 'tab\there\nnew line\rcr \\ back\\slash \\N \b\f\v end', `{"s": "a\\\\b\\n\\t", "n": 1.50}`, '\\N'],
+      [3, '', null, null],
+      [4, '\\', '"\\\\"', 'é✓😀\t'],
+    ] as const;
+    await withClient(db.url, async (c) => {
+      for (const [id, t, j, note] of tricky) await c.query('INSERT INTO odd_chars VALUES ($1, $2, $3::jsonb, $4)', [id, t, j, note]);
+    });
+    const streamed = await receive((cs) => cs.some((c) => c.table === 'odd_chars' && c.key?.id === 4));
+    const afterText = (bodies: string, op: string, table: string, id: number): string | undefined =>
+      new RegExp(`"op":"${op}","schema":"public","table":"${table}","key":\\{"id":${id}\\},"after":(.*?),"before"`).exec(bodies)?.[1];
+    const streamedBodies = streamed.map((m) => m.body).join('\n');
+
+    await withClient(db.url, async (c) => {
+      await ensureStateSchema(c, 'pgrelay');
+      await requestBootstrap(c, 'pgrelay', slotNameFor(db.url), ['public.probe', 'public.odd_chars'], { reason: 'operator', by: 'test' });
+    });
+    const loaded = await receiveUntil(queue.client, queue.queueUrl, (ms) => bootstrapOf(ms).filter((c) => c.op === 'bootstrap.completed').length >= 2, 30_000);
+    const snapshots = bootstrapOf(loaded).filter((c) => c.op === 'snapshot');
+    const loadedBodies = loaded.map((m) => m.body).join('\n');
+
+    // The probe row: every sample, raw and parsed, as in the insert.
+    const probe = snapshots.find((c) => c.table === 'probe');
+    expect(probe?.after).toEqual(inserted.after);
+    expect(afterText(loadedBodies, 'snapshot', 'probe', 1)).toBe(afterText(insertedBodies, 'insert', 'probe', 1));
+    // The escapes: each row's after, text for text, as the stream carried it, and as PostgreSQL holds it.
+    for (const [id, t, j, note] of tricky) {
+      const raw = afterText(loadedBodies, 'snapshot', 'odd_chars', id);
+      expect(raw, `odd_chars ${id}`).toBeDefined();
+      expect(raw, `odd_chars ${id}`).toBe(afterText(streamedBodies, 'insert', 'odd_chars', id));
+      expect(snapshots.find((c) => c.table === 'odd_chars' && c.key?.id === id)?.after).toEqual({ id, t, j: j === null ? null : JSON.parse(j), 'note ✎😀': note });
+    }
   });
 });
