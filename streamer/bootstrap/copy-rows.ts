@@ -58,14 +58,23 @@ export class CopyRows {
   /** Row `i`'s column texts (null for NULL), in the SELECT's column order. */
   values(i: number, columns: number): (string | null)[] {
     const out: (string | null)[] = new Array(columns);
+    const buf = this.buf;
     const end = this.ends[i] as number;
+    // One pass over the row's bytes: where each column stops, and whether it holds an escape.
     let at = i === 0 ? 0 : (this.ends[i - 1] as number) + 1;
-    for (let c = 0; c < columns; c++) {
-      let stop = c === columns - 1 ? end : this.buf.indexOf(TAB, at);
-      if (stop < 0 || stop > end) stop = end;
-      out[c] = this.column(at, stop);
-      at = stop + 1;
+    let c = 0;
+    let escaped = false;
+    for (let p = at; p < end; p++) {
+      const b = buf[p];
+      if (b === TAB && c < columns - 1) {
+        out[c++] = this.column(at, p, escaped);
+        at = p + 1;
+        escaped = false;
+      } else if (b === BACKSLASH) escaped = true;
     }
+    out[c++] = this.column(at, end, escaped);
+    // A row with fewer columns than asked for (never sent by COPY of the SELECT): the rest are NULL.
+    for (; c < columns; c++) out[c] = null;
     return out;
   }
 
@@ -75,12 +84,11 @@ export class CopyRows {
     return indexes.map((k) => all[k] as string);
   }
 
-  private column(start: number, stop: number): string | null {
+  private column(start: number, stop: number, escaped: boolean): string | null {
     const buf = this.buf;
-    if (stop - start === 2 && buf[start] === BACKSLASH && buf[start + 1] === 0x4e /* N */) return null;
-    const text = buf.toString('utf8', start, stop);
-    const slash = buf.indexOf(BACKSLASH, start);
-    return slash >= 0 && slash < stop ? unescapeCopy(text) : text;
+    if (!escaped) return buf.toString('utf8', start, stop);
+    if (stop - start === 2 && buf[start + 1] === 0x4e /* N */) return null;
+    return unescapeCopy(buf.toString('utf8', start, stop));
   }
 }
 
