@@ -108,8 +108,8 @@ const bootstrapSchema = z
     /** Rows of the first chunk; the size grows while a chunk reads within `chunkTargetMs`. */
     chunkMinRows: z.number().int().min(1).max(1_000_000).default(1_000),
     chunkMaxRows: z.number().int().min(1).max(1_000_000).default(50_000),
-    /** A chunk stops growing once its rows hold this many bytes. */
-    chunkMaxBytes: z.number().int().min(64 * KIB).max(256 * MIB).default(8 * MIB),
+    /** A chunk stops growing once its rows hold this many bytes of PostgreSQL text (2 MiB: the chunk is emitted at once at its mark, so smaller chunks keep live changes quick). */
+    chunkMaxBytes: z.number().int().min(64 * KIB).max(256 * MIB).default(2 * MIB),
     /** How long reading one chunk may take before the next one is made smaller. */
     chunkTargetMs: z.number().int().min(10).max(60_000).default(250),
     /** Reading waits while the slot's unconfirmed WAL exceeds this (live changes first). */
