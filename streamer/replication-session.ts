@@ -9,7 +9,7 @@ import { Decoder, type ChangeSink, type TableInfo } from './decoder.ts';
 import { ReplicationStream } from './replication.ts';
 import type { PreparedSource } from './source.ts';
 import { SqsSink } from './sqs-sink.ts';
-import type { BootstrapHost, EmittedChange } from './bootstrap/host.ts';
+import type { BootstrapHost, EmitChange } from './bootstrap/host.ts';
 import { StreamView } from './bootstrap/stream-view.ts';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { StreamerConfig } from '#core/config.ts';
@@ -207,13 +207,15 @@ export class ReplicationSession implements ChangeSink, BootstrapHost {
     this.decoder.stampLoad(ref, loadId);
   }
 
-  emitAt(lsn: bigint, changes: EmittedChange[], onAccepted: () => void): void {
+  emitAt(lsn: bigint, produce: (emit: EmitChange) => number, onAccepted: () => void): void {
     if (this.cut) return;
     if (lsn > this.serverLsn) this.serverLsn = lsn;
     const marker = this.checkpoint.begin();
     marker.onAccepted = onAccepted;
-    for (const c of changes) this.batcher.add(c.partition, c.json, c.bytes, marker, lsn, c.seq);
-    this.decoder.changes += changes.length;
+    const batcher = this.batcher;
+    let seq = 0;
+    const emitted = produce((partition, json, bytes) => batcher.add(partition, json, bytes, marker, lsn, seq++));
+    this.decoder.changes += emitted;
     this.checkpoint.commit(marker, lsn);
     this.checkBackpressure();
   }

@@ -11,6 +11,7 @@
  * backslash byte inside a multibyte character, so a column is decoded first and unescaped after.
  */
 import type pg from 'pg';
+import { DecodeError } from '#core/errors.ts';
 
 const TAB = 0x09;
 const NEWLINE = 0x0a;
@@ -55,26 +56,59 @@ export class CopyRows {
     }
   }
 
-  /** Row `i`'s column texts (null for NULL), in the SELECT's column order. */
-  values(i: number, columns: number): (string | null)[] {
-    const out: (string | null)[] = new Array(columns);
+  /** The chunk's bytes (rows are read through `split` and `text`). */
+  get buffer(): Buffer {
+    return this.buf;
+  }
+
+  /**
+   * Row `i`'s columns: where each starts and stops in `buffer`, and whether it holds an escape
+   * (a NULL is the escaped `\N`), in one pass over the row's bytes. The arrays have a slot per
+   * column; a row with fewer columns (COPY of the SELECT never sends one) leaves the rest NULL.
+   */
+  split(i: number, starts: Int32Array, stops: Int32Array, escaped: Uint8Array): void {
     const buf = this.buf;
+    const columns = starts.length;
     const end = this.ends[i] as number;
-    // One pass over the row's bytes: where each column stops, and whether it holds an escape.
     let at = i === 0 ? 0 : (this.ends[i - 1] as number) + 1;
     let c = 0;
-    let escaped = false;
+    let slash = 0;
     for (let p = at; p < end; p++) {
       const b = buf[p];
       if (b === TAB && c < columns - 1) {
-        out[c++] = this.column(at, p, escaped);
+        starts[c] = at;
+        stops[c] = p;
+        escaped[c++] = slash;
         at = p + 1;
-        escaped = false;
-      } else if (b === BACKSLASH) escaped = true;
+        slash = 0;
+      } else if (b === BACKSLASH) slash = 1;
     }
-    out[c++] = this.column(at, end, escaped);
-    // A row with fewer columns than asked for (never sent by COPY of the SELECT): the rest are NULL.
-    for (; c < columns; c++) out[c] = null;
+    starts[c] = at;
+    stops[c] = end;
+    escaped[c++] = slash;
+    if (c < columns) throw new DecodeError('BAD_VALUE', `a COPY row of ${c} columns where ${columns} were selected`);
+  }
+
+  /** The text of the bytes `start`..`stop` of a column `split` found (null for NULL). */
+  text(start: number, stop: number, escaped: boolean): string | null {
+    if (!escaped) return this.buf.toString('utf8', start, stop);
+    if (this.isNull(start, stop, escaped)) return null;
+    return unescapeCopy(this.buf.toString('utf8', start, stop));
+  }
+
+  /** Whether a column `split` found is NULL (`\\N`). */
+  isNull(start: number, stop: number, escaped: boolean): boolean {
+    return escaped && stop - start === 2 && this.buf[start + 1] === 0x4e /* N */;
+  }
+
+  /** Row `i`'s column texts (null for NULL), in the SELECT's column order. */
+  values(i: number, columns: number): (string | null)[] {
+    const starts = new Int32Array(columns);
+    const stops = new Int32Array(columns);
+    const escaped = new Uint8Array(columns);
+    this.split(i, starts, stops, escaped);
+    const out: (string | null)[] = new Array(columns);
+    for (let c = 0; c < columns; c++) out[c] = this.text(starts[c] as number, stops[c] as number, escaped[c] === 1);
     return out;
   }
 
@@ -82,13 +116,6 @@ export class CopyRows {
   pick(i: number, columns: number, indexes: readonly number[]): string[] {
     const all = this.values(i, columns);
     return indexes.map((k) => all[k] as string);
-  }
-
-  private column(start: number, stop: number, escaped: boolean): string | null {
-    const buf = this.buf;
-    if (!escaped) return buf.toString('utf8', start, stop);
-    if (stop - start === 2 && buf[start + 1] === 0x4e /* N */) return null;
-    return unescapeCopy(buf.toString('utf8', start, stop));
   }
 }
 

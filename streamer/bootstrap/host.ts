@@ -7,17 +7,17 @@
  */
 import type { StreamView } from './stream-view.ts';
 
-export interface EmittedChange {
-  partition: number;
-  json: string;
-  bytes: number;
-  seq: number;
-}
+/** Hands one change (its JSON and UTF-8 length) to the batches, at the emitted position's next seq. */
+export type EmitChange = (partition: number, json: string, bytes: number) => void;
 
 export interface BootstrapHost {
   view: StreamView;
   stampLoad(ref: string, loadId: string | undefined): void;
-  emitAt(lsn: bigint, changes: EmittedChange[], onAccepted: () => void): void;
+  /**
+   * Changes at `lsn`, outside any transaction, seq 0, 1, …: `produce` writes each into the
+   * batches as it makes it (none is held for the rest) and returns how many it emitted.
+   */
+  emitAt(lsn: bigint, produce: (emit: EmitChange) => number, onAccepted: () => void): void;
   /** One change sent to every partition at `lsn` (seq 0): the load's started and completed marks. */
   broadcastAt(lsn: bigint, json: string, onAccepted: () => void): void;
   backlog(): { inFlightBytes: number; maxInFlightBytes: number; lagBytes: number };

@@ -30,9 +30,9 @@ import { describeTable, estimateRows, lastKey, readChunk, writeMark, type ChunkR
 import type { CopyRows } from './copy-rows.ts';
 import type { ChunkSnapshot } from './snapshot.ts';
 import { formatMark } from './marker.ts';
-import { SnapshotRowWriter, type SnapshotRow } from './snapshot-rows.ts';
+import { SnapshotEncoder } from './snapshot-rows.ts';
 import { markKey, type ChunkWindow } from './stream-view.ts';
-import type { BootstrapHost, EmittedChange } from './host.ts';
+import type { BootstrapHost } from './host.ts';
 
 export interface TableLoadDeps {
   config: StreamerConfig;
@@ -77,7 +77,7 @@ interface Emitted {
 
 export class TableLoad {
   private shape!: TableShape;
-  private writer!: SnapshotRowWriter;
+  private encoder!: SnapshotEncoder;
   private loadId = '';
   private after: string[] | null = null;
   private upTo: string[] | null = null;
@@ -140,7 +140,7 @@ export class TableLoad {
         this.started = true;
         log.info('bootstrap started', { table: r.table, load: this.loadId, reason: r.reason, rowsEstimated: estimate });
       }
-      this.writer = new SnapshotRowWriter(this.shape, this.deps.types, config.partitions, this.loadId);
+      this.encoder = new SnapshotEncoder(this.shape, this.deps.types, config.partitions, this.loadId);
       // Every change of the table carries the load from its `started` mark on (after a restart, at once).
       if (r.state === 'running') (await this.deps.host()).stampLoad(this.shape.ref, this.loadId);
       else await this.frame('started');
@@ -232,7 +232,7 @@ export class TableLoad {
     try {
       for (;;) {
         if (this.deps.stopping()) return false;
-        if (!(await this.onState(() => this.deps.stillWanted(this.loadId)))) return false;
+        if (!(await this.wanted())) return false;
         await this.gentle();
         const host = await this.deps.host();
         this.listen(host);
@@ -256,6 +256,15 @@ export class TableLoad {
     } finally {
       if (inFlight !== undefined) this.discard(inFlight);
     }
+  }
+
+  private askedAt = -Infinity;
+  /** Whether the load is still wanted (not cancelled), asked at most every half second: a query per chunk would stall the pipeline. */
+  private async wanted(): Promise<boolean> {
+    const now = performance.now();
+    if (now - this.askedAt < 500) return true;
+    this.askedAt = now;
+    return this.onState(() => this.deps.stillWanted(this.loadId));
   }
 
   /** Watches `host` for a TRUNCATE of the table between windows (that too starts the load over). */
@@ -414,24 +423,36 @@ export class TableLoad {
       return { accepted: Promise.resolve(), lastKey: null, rows: 0, bytes: 0 };
     }
     const lsnText = formatLsn(lsn);
-    const columns = this.shape.columns.length;
-    const out: EmittedChange[] = [];
+    const encoder = this.encoder;
     let bytes = 0;
-    let last: SnapshotRow | undefined;
-    for (let i = 0; i < rows.count; i++) {
-      const row = this.writer.row(rows.values(i, columns));
-      last = row;
-      if (verdict.stale.has(row.keyJson)) {
-        if (verdict.reread.has(row.keyJson)) this.reread.push(row.key);
-        continue;
-      }
-      const json = SnapshotRowWriter.complete(row, lsnText, out.length);
-      const size = Buffer.byteLength(json);
-      bytes += size;
-      out.push({ partition: row.partition, json, bytes: size, seq: out.length });
+    let emitted = 0;
+    // Each event goes into its batch as it is written: a chunk's events never live all at once.
+    const accepted = new Promise<void>((resolve) =>
+      host.emitAt(
+        lsn,
+        (add) => {
+          for (let i = 0; i < rows.count; i++) {
+            encoder.load(rows, i);
+            const key = encoder.key(rows);
+            if (verdict.stale.has(key.json)) {
+              if (verdict.reread.has(key.json)) this.reread.push(encoder.keyTexts(rows));
+              continue;
+            }
+            const event = encoder.event(rows, key.json, lsnText, emitted++);
+            bytes += event.bytes;
+            add(key.partition, event.json, event.bytes);
+          }
+          return emitted;
+        },
+        resolve,
+      ),
+    );
+    let lastKey: string[] | null = null;
+    if (!rereading && rows.count > 0) {
+      encoder.load(rows, rows.count - 1);
+      lastKey = encoder.keyTexts(rows);
     }
-    const accepted = new Promise<void>((resolve) => host.emitAt(lsn, out, resolve));
-    return { accepted, lastKey: rereading || last === undefined ? null : last.key, rows: out.length, bytes };
+    return { accepted, lastKey, rows: emitted, bytes };
   }
 
   /** Records the chunk's progress once SQS accepted it, in chunk order. */
