@@ -25,7 +25,11 @@ const enum Mode {
   Decimal,
   /** A JSON string of the text (text, varchar, uuid, enums, …): copied when it is printable ASCII. */
   Text,
-  /** Through the value writer (dates, arrays, json, anything else). */
+  /** date, timestamp, timestamptz in the common shape (4-digit year, UTC offset): rewritten in place. */
+  Date,
+  Timestamp,
+  TimestampTz,
+  /** Through the value writer (arrays, json, BC dates, anything else). */
   Writer,
 }
 
@@ -103,12 +107,13 @@ export class SnapshotEncoder {
     // A bound on the event's size: every byte may become a 6-byte escape in the slow paths'
     // worst case, which is checked there; here only what the fast paths copy.
     let need = this.head.length + keyJson.length * 3 + this.tail.length + 128;
-    for (let c = 0; c < n; c++) need += (this.names[c] as Buffer).length + (this.stops[c] as number) - (this.starts[c] as number) + 8;
+    for (let c = 0; c < n; c++) need += (this.names[c] as Buffer).length + (this.stops[c] as number) - (this.starts[c] as number) + 16;
     this.reserve(0, need);
     let at = copyBytes(this.head, 0, this.head.length, this.out, 0);
     at = this.text8(at, keyJson);
     at = this.text8(at, ',"after":{');
     let jsonNulls: string[] | undefined;
+    let end = 0;
     for (let c = 0; c < n; c++) {
       if (c > 0) this.out[at++] = 0x2c; /* , */
       const name = this.names[c] as Buffer;
@@ -131,6 +136,8 @@ export class SnapshotEncoder {
         this.out[at++] = QUOTE;
         at += copyBytes(src, start, stop, this.out, at);
         this.out[at++] = QUOTE;
+      } else if (!escaped && mode >= Mode.Date && mode <= Mode.TimestampTz && (end = dateTime(src, start, stop, mode, this.out, at)) > 0) {
+        at = end;
       } else {
         const text = rows.text(start, stop, escaped) as string;
         const json = this.write(c, text);
@@ -161,7 +168,7 @@ export class SnapshotEncoder {
   /** Bytes the columns from `from` on take at most on their fast paths. */
   private remaining(from: number): number {
     let sum = 0;
-    for (let c = from; c < this.modes.length; c++) sum += (this.names[c] as Buffer).length + (this.stops[c] as number) - (this.starts[c] as number) + 8;
+    for (let c = from; c < this.modes.length; c++) sum += (this.names[c] as Buffer).length + (this.stops[c] as number) - (this.starts[c] as number) + 16;
     return sum;
   }
 
@@ -225,6 +232,12 @@ function modeOf(types: TypeRegistry, oid: number, writer: ValueWriter): Mode {
       return Mode.BigInt;
     case PG_OID.numeric:
       return Mode.Decimal;
+    case PG_OID.date:
+      return Mode.Date;
+    case PG_OID.timestamp:
+      return Mode.Timestamp;
+    case PG_OID.timestamptz:
+      return Mode.TimestampTz;
     default:
       return Mode.Writer;
   }
@@ -252,6 +265,52 @@ function isDecimal(src: Buffer, start: number, stop: number, fraction: boolean):
   if (!fraction || src[i] !== DOT || i + 1 === stop) return false;
   for (i++; i < stop; i++) if (!isDigitByte(src[i])) return false;
   return true;
+}
+
+const FRACTION_DIGITS = 6;
+
+/**
+ * `YYYY-MM-DD[ HH:MM:SS[.f]][+00]` (what PostgreSQL prints under DateStyle=ISO, TimeZone=UTC
+ * for years 1000–9999 AD) written at `at` as the date/time writers write it: quoted,
+ * `T` between date and time, six fraction digits, `Z` for the UTC offset. Returns where it
+ * ends, or 0 for any other shape (BC, infinity, 5-digit years, other offsets), which then
+ * takes the writer.
+ */
+function dateTime(src: Buffer, start: number, stop: number, mode: Mode, out: Buffer, at: number): number {
+  if (stop - start < 10 || !isDigitByte(src[start]) || src[start] === 0x30 /* year 0xxx: leave it to the writer */) return 0;
+  for (const i of [1, 2, 3, 5, 6, 8, 9]) if (!isDigitByte(src[start + i])) return 0;
+  if (src[start + 4] !== MINUS || src[start + 7] !== MINUS) return 0;
+  let o = at;
+  out[o++] = QUOTE;
+  for (let i = 0; i < 10; i++) out[o++] = src[start + i] as number;
+  if (mode === Mode.Date) {
+    if (stop - start !== 10) return 0;
+    out[o++] = QUOTE;
+    return o;
+  }
+  let i = start + 10;
+  if (stop - i < 9 || src[i] !== 0x20 || src[i + 3] !== 0x3a || src[i + 6] !== 0x3a) return 0;
+  for (const d of [1, 2, 4, 5, 7, 8]) if (!isDigitByte(src[i + d])) return 0;
+  out[o++] = 0x54; /* T */
+  for (let d = 1; d <= 8; d++) out[o++] = src[i + d] as number;
+  i += 9;
+  out[o++] = DOT;
+  let digits = 0;
+  if (i < stop && src[i] === DOT) {
+    i++;
+    while (i < stop && isDigitByte(src[i]) && digits < FRACTION_DIGITS) {
+      out[o++] = src[i++] as number;
+      digits++;
+    }
+    if (digits === 0 || (i < stop && isDigitByte(src[i]))) return 0;
+  }
+  for (; digits < FRACTION_DIGITS; digits++) out[o++] = 0x30;
+  if (mode === Mode.TimestampTz) {
+    if (stop - i !== 3 || src[i] !== 0x2b /* + */ || src[i + 1] !== 0x30 || src[i + 2] !== 0x30) return 0;
+    out[o++] = 0x5a; /* Z */
+  } else if (i !== stop) return 0;
+  out[o++] = QUOTE;
+  return o;
 }
 
 /** Printable ASCII without a quote or a backslash: its JSON string is the bytes in quotes. */

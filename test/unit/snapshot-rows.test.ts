@@ -26,6 +26,8 @@ const COLUMNS = [
   ['flag', PG_OID.bool],
   ['tags', 1009 /* text[] */],
   ['big', PG_OID.int8],
+  ['day', PG_OID.date],
+  ['local', PG_OID.timestamp],
 ] as const;
 const shape: TableShape = {
   ref: 'public.things',
@@ -53,13 +55,13 @@ function copyText(v: string | null): string {
 }
 
 const ROWS: (string | null)[][] = [
-  ['1', '42', '7', '12.50', 'plain ascii', 'happy', '2026-12-04 10:11:12.5+00', '{"a": 1}', 't', '{a,b}', '0'],
-  ['-9223372036854775808', '-2147483648', '0', '-0.000001', '', 'sad', '-infinity', 'null', 'f', '{}', '-1'],
-  ['2', '-0', '1', 'NaN', 'quote " and backslash \\ and tab\tnewline\n', 'ok', '2026-01-01 00:00:00+05:30', ' null ', null, null, '9223372036854775807'],
-  ['3', null, null, 'Infinity', 'é ✓ 😀 \u{fffe}\u{ffff} \u0001\u001f', null, null, null, null, '{"x y",NULL}', null],
-  ['4', '2147483647', '3', '1234567890123456789012345678901234567890.0123456789', 'x'.repeat(64), 'a', null, '"str"', 't', null, '12'],
-  ['5', '1', '2', '100', 'y'.repeat(65) + '"', 'b', null, '[1, "\\u0000"]', 'f', null, '-5'],
-  ['6', '1', '2', '3', '\\N', 'c', null, null, null, null, '77'],
+  ['1', '42', '7', '12.50', 'plain ascii', 'happy', '2026-12-04 10:11:12.5+00', '{"a": 1}', 't', '{a,b}', '0', '2026-12-04', '2026-12-04 10:11:12'],
+  ['-9223372036854775808', '-2147483648', '0', '-0.000001', '', 'sad', '-infinity', 'null', 'f', '{}', '-1', '1999-01-31', '1999-01-31 23:59:59.999999'],
+  ['2', '-0', '1', 'NaN', 'quote " and backslash \\ and tab\tnewline\n', 'ok', '2026-01-01 00:00:00+05:30', ' null ', null, null, '9223372036854775807', '0044-03-15 BC', '2026-01-01 00:00:00.1'],
+  ['3', null, null, 'Infinity', 'é ✓ 😀 \u{fffe}\u{ffff} \u0001\u001f', null, null, null, null, '{"x y",NULL}', null, 'infinity', '0999-01-01 00:00:00'],
+  ['4', '2147483647', '3', '1234567890123456789012345678901234567890.0123456789', 'x'.repeat(64), 'a', null, '"str"', 't', null, '12', '10000-01-01', '2026-01-01 00:00:00.123'],
+  ['5', '1', '2', '100', 'y'.repeat(65) + '"', 'b', null, '[1, "\\u0000"]', 'f', null, '-5', null, '2026-06-30 12:00:00.000001 BC'],
+  ['6', '1', '2', '3', '\\N', 'c', null, null, null, null, '77', '2026-02-28', null],
 ];
 
 function chunk(rows: readonly (readonly (string | null)[])[]): CopyRows {
@@ -87,7 +89,7 @@ describe('SnapshotEncoder', () => {
 
   it('writes events bigger than its first buffer', () => {
     const encoder = new SnapshotEncoder(shape, types, 1, 'L1');
-    const big = ['9', '1', '1', '1', 'z'.repeat(200_000), 'a', null, `"${'é'.repeat(100_000)}"`, 't', null, '1'];
+    const big = ['9', '1', '1', '1', 'z'.repeat(200_000), 'a', null, `"${'é'.repeat(100_000)}"`, 't', null, '1', null, null];
     const copy = chunk([big]);
     encoder.load(copy, 0);
     const key = encoder.key(copy);
@@ -96,7 +98,7 @@ describe('SnapshotEncoder', () => {
 
   it('a value the fast path does not take is checked by its writer: bad text is a DecodeError naming the column', () => {
     const encoder = new SnapshotEncoder(shape, types, 1, 'L1');
-    for (const [column, bad] of [[1, '12345678901'], [10, '1.5'], [10, '--1'], [3, '1.'], [3, '.5'], [1, '1e3'], [2, '']] as const) {
+    for (const [column, bad] of [[1, '12345678901'], [10, '1.5'], [10, '--1'], [3, '1.'], [3, '.5'], [1, '1e3'], [2, ''], [11, '2026-1-01'], [12, '2026-01-01 00:00:00.1234567'], [12, '2026-01-01 00:00']] as const) {
       const values = [...(ROWS[0] as (string | null)[])];
       values[column] = bad;
       const copy = chunk([values]);
