@@ -254,18 +254,25 @@ describe('monitor heartbeat: a slot whose tables are quiet still advances', () =
     await waitStreaming(r, cfg);
     const retained = async () => Number((await monitor(cfg)).doc.SlotRetainedWalBytes);
 
-    await writeForeign(db.url, 'busy', ROWS_PER_ROUND);
-    // A running-transactions record in the middle of the foreign writes: the restart point the
-    // walsender holds on to until it is confirmed.
-    const middle = await lsnOf(db.url, 'pg_log_standby_snapshot()');
-    const { bytes: secondHalf } = await writeForeign(db.url, 'busy', ROWS_PER_ROUND);
+    const restartLsn = () => lsnOf(db.url, `(SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '${cfg.slotName}')`);
+    // Which running-transactions record the walsender holds as its pending restart point is
+    // PostgreSQL's choice (about one run in twenty under load it had already moved past the
+    // middle when the first heartbeat was confirmed). So the round is repeated, at most three
+    // times, until it shows the state this test is about; the release is then asserted on it.
+    let pending = false;
+    for (let attempt = 0; attempt < 3 && !pending; attempt++) {
+      await writeForeign(db.url, 'busy', ROWS_PER_ROUND);
+      // A running-transactions record in the middle of the foreign writes: the restart point the
+      // walsender holds on to until it is confirmed.
+      const middle = await lsnOf(db.url, 'pg_log_standby_snapshot()');
+      const { bytes: secondHalf } = await writeForeign(db.url, 'busy', ROWS_PER_ROUND);
 
-    await withClient(db.url, (c) => c.query('CHECKPOINT'));
-    await waitConfirmed(db.url, heartbeatOf((await monitor(cfg)).summary), 'heartbeat after the first checkpoint');
-    const afterOne = await retained();
-    // The checkpoint's own record was passed over: the slot restarts from the middle (or earlier)...
-    expect(BigInt(afterOne)).toBeGreaterThanOrEqual(secondHalf);
-    expect(await lsnOf(db.url, `(SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '${cfg.slotName}')`)).toBeLessThanOrEqual(middle);
+      await withClient(db.url, (c) => c.query('CHECKPOINT'));
+      await waitConfirmed(db.url, heartbeatOf((await monitor(cfg)).summary), 'heartbeat after the first checkpoint');
+      // The checkpoint's own record was passed over: the slot restarts from the middle (or earlier)...
+      pending = BigInt(await retained()) >= secondHalf && (await restartLsn()) <= middle;
+    }
+    expect(pending, 'a restart point from the middle of the writes was pending in one of three rounds').toBe(true);
 
     await withClient(db.url, (c) => c.query('CHECKPOINT'));
     await waitConfirmed(db.url, heartbeatOf((await monitor(cfg)).summary), 'heartbeat after the second checkpoint');
