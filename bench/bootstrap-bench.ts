@@ -54,7 +54,6 @@ export interface BootstrapBenchContext {
   runs: number;
   nodeFlags: string[];
   streamerConfig: Record<string, unknown>;
-  sqsMd5Off: boolean;
   profilePath?: (name: string) => string;
   checkInterrupted(): void;
 }
@@ -251,7 +250,6 @@ async function streamerLoad(ctx: BootstrapBenchContext, admin: pg.Client, scenar
       bootstrap: { pollIntervalMs: 100, ...(ctx.streamerConfig.bootstrap as Record<string, unknown> | undefined) },
     },
     sink,
-    ...(ctx.sqsMd5Off ? { sqsMd5Off: true } : {}),
     ...(ctx.profilePath ? { profilePath: ctx.profilePath(`${scenario}-run${run}`) } : {}),
   };
   const child = startNodeChild<BootstrapRunResult>(ctx.scripts['run-bootstrap'] as string, job, {

@@ -16,6 +16,7 @@
 import type { SendMessageBatchRequestEntry } from '@aws-sdk/client-sqs';
 import { parseStreamerConfig, type StreamerConfigInput } from '#core/config.ts';
 import { ConnectionProvider } from '#shared/connection.ts';
+import { entryBody, entryPieces } from '#shared/sqs-batch-body.ts';
 import { createLogger } from '#streamer/log.ts';
 import { Streamer } from '#streamer/streamer.ts';
 import { acceptingSqsClient } from './accepting-sqs.ts';
@@ -30,7 +31,6 @@ export interface BootstrapJob {
   sink: BootstrapSinkKind;
   /** Write a CPU profile of the load (from load-start to stop) here. */
   profilePath?: string;
-  sqsMd5Off?: boolean;
 }
 
 export interface DelaySummary {
@@ -74,8 +74,8 @@ const accepted: number[] = [];
 
 function measureEntries(entries: SendMessageBatchRequestEntry[]): void {
   const now = performance.timeOrigin + performance.now();
-  for (const e of entries) {
-    const body = e.MessageBody ?? '';
+  // Each change is one part of its body: scanned part by part, the body is never joined.
+  for (const body of entries.flatMap((e) => entryPieces(e)?.parts ?? [entryBody(e)])) {
     let at = body.indexOf(CLOCK_NEEDLE);
     while (at >= 0) {
       const from = at + CLOCK_NEEDLE.length;
@@ -111,7 +111,6 @@ async function main(): Promise<void> {
     job.sink === 'sqs'
       ? (await import('#streamer/aws-clients.ts')).sqsClientFor(config, {})
       : acceptingSqsClient(job.sink === 'measure' ? measureEntries : undefined);
-  if (job.sqsMd5Off && job.sink === 'sqs') (sqs.config as { md5?: unknown }).md5 = false;
   let streaming = false;
   const log = createLogger({
     level: 'info',

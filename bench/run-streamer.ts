@@ -11,6 +11,7 @@
  * acknowledgeable" — no waiting for keepalives, which the server sends only when idle.
  * The clock runs from `streamer.run()` (connecting and preparing the source included) to then.
  */
+import { entryBody } from '#shared/sqs-batch-body.ts';
 import { acceptingSqsClient } from './accepting-sqs.ts';
 import { writeFile } from 'node:fs/promises';
 import type { SQSClient } from '@aws-sdk/client-sqs';
@@ -38,8 +39,6 @@ export interface StreamerJob {
   endLsn: string;
   /** Write a CPU profile (source-mapped to the .ts files) here. */
   profilePath?: string;
-  /** Experiment: turn off the SDK's MD5 check of sent bodies (`md5: false`) on the streamer's client. */
-  sqsMd5Off?: boolean;
   /** `capture` sink: write the accepted messages here (JSON array of CapturedMessage). */
   capturePath?: string;
 }
@@ -76,7 +75,7 @@ const MIB = 2 ** 20;
 /** An SQS client whose SendMessageBatch succeeds at once for every entry; `captured` keeps them. */
 function discardClient(captured?: CapturedMessage[]): SQSClient {
   return acceptingSqsClient(
-    captured ? (entries) => entries.forEach((e) => captured.push({ body: e.MessageBody ?? '', group: e.MessageGroupId ?? '', deduplicationId: e.MessageDeduplicationId ?? '' })) : undefined,
+    captured ? (entries) => entries.forEach((e) => captured.push({ body: entryBody(e), group: e.MessageGroupId ?? '', deduplicationId: e.MessageDeduplicationId ?? '' })) : undefined,
   );
 }
 
@@ -89,8 +88,6 @@ async function main(): Promise<void> {
   // check compares import.meta.url with argv[1], which inside a one-file bundle would be true.
   const captured: CapturedMessage[] | undefined = job.sink === 'capture' ? [] : undefined;
   const sqs = job.sink === 'sqs' ? (await import('#streamer/aws-clients.ts')).sqsClientFor(config, {}) : discardClient(captured);
-  // The SQS middleware reads this option on every call, so setting it after construction works.
-  if (job.sqsMd5Off && job.sink === 'sqs') (sqs.config as { md5?: unknown }).md5 = false;
   let streamingAt = 0;
   const log = createLogger({
     level: 'info',

@@ -73,8 +73,7 @@ const USAGE = `usage: npm run bench -- [--changes N] [--runs N] [--no-big] [--bi
   --out PATH     where the results go (default bench/results/latest.json)
   --profile      CPU-profile the streamer and transform children (slower); profiles in bench/results/profiles/
   --node-flags=S extra Node flags for the streamer children, after its production ones (streamer/node-options.ts)
-  --streamer-config=JSON  settings merged into the streamer's config, e.g. '{"maxConcurrentSends":4}'
-  --sqs-md5-off  experiment: the streamer's SQS client skips the SDK's MD5 check (md5: false)`;
+  --streamer-config=JSON  settings merged into the streamer's config, e.g. '{"maxConcurrentSends":4}'`;
 
 interface Options {
   changes: number;
@@ -90,7 +89,6 @@ interface Options {
   out: string;
   nodeFlags: string[];
   streamerConfig: Record<string, unknown>;
-  sqsMd5Off: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -110,7 +108,6 @@ function parseOptions(argv: string[]): Options {
       profile: { type: 'boolean', default: false },
       'node-flags': { type: 'string', default: '' },
       'streamer-config': { type: 'string', default: '{}' },
-      'sqs-md5-off': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -141,7 +138,6 @@ function parseOptions(argv: string[]): Options {
     out: path.resolve(BENCH_ROOT, values.out),
     nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean),
     streamerConfig: jsonObject('streamer-config', values['streamer-config']),
-    sqsMd5Off: values['sqs-md5-off'],
   };
 }
 
@@ -334,7 +330,6 @@ async function streamerRun(
     sink: opts.sink,
     expectedChanges: opts.expectedChanges,
     endLsn: opts.endLsn,
-    ...(ctx.opts.sqsMd5Off ? { sqsMd5Off: true } : {}),
     ...(ctx.opts.profile ? { profilePath: path.join(RESULTS_DIR, 'profiles', `${opts.profileName}.cpuprofile`) } : {}),
   };
   return runNodeChild<StreamerResult>(ctx.scripts['run-streamer'] as string, job, {
@@ -557,7 +552,7 @@ async function main(): Promise<void> {
   if (opts.bootstrap) {
     const bctx: BootstrapBenchContext = {
       scripts, dbUrl: db.url, sqsEndpoint, rows: opts.bootstrapRows, runs: opts.runs, nodeFlags: opts.nodeFlags,
-      streamerConfig: opts.streamerConfig, sqsMd5Off: opts.sqsMd5Off, checkInterrupted,
+      streamerConfig: opts.streamerConfig, checkInterrupted,
       ...(opts.profile ? { profilePath: (name: string) => path.join(RESULTS_DIR, 'profiles', `${name}.cpuprofile`) } : {}),
     };
     try {

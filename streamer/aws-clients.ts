@@ -7,10 +7,11 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { StreamerConfig } from '#core/config.ts';
 import type { PayloadStore } from '#core/payload-store.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
+import { useFastBatchBody } from '#shared/sqs-batch-body.ts';
 
 export function sqsClientFor(config: StreamerConfig, env: Record<string, string | undefined>): SQSClient {
   const local = config.sqsEndpoint !== undefined && !env.AWS_ACCESS_KEY_ID;
-  return new SQSClient({
+  const client = new SQSClient({
     region: config.region,
     ...(config.sqsEndpoint ? { endpoint: config.sqsEndpoint } : {}),
     // An emulator accepts any signature; never pick up a developer's real credentials for it.
@@ -19,6 +20,8 @@ export function sqsClientFor(config: StreamerConfig, env: Record<string, string 
     maxAttempts: 2,
     requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
   });
+  useFastBatchBody(client);
+  return client;
 }
 
 /** The claim-check store for changes too large for SQS, when `largePayloads` is configured. */

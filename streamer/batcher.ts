@@ -11,11 +11,15 @@
 import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { DeliveryError } from '#core/errors.ts';
 import { positionKey } from '#core/position.ts';
+import { BodyPieces } from '#shared/sqs-batch-body.ts';
 import type { TxMarker } from './checkpoint.ts';
 
 export interface OutgoingMessage {
   partition: number;
-  body: string;
+  /** The body as one string, joined when first read; the SQS sink writes `pieces` instead. */
+  readonly body: string;
+  /** The body as its pieces: the envelope's head, the changes, the commas, the tail. */
+  pieces: BodyPieces;
   bytes: number;
   changes: number;
   /** Markers in order, each with how many of this message's changes belong to it. */
@@ -113,9 +117,13 @@ export class Batcher {
     this.close(partition);
     marker.pending++;
     const position = positionKey(commitLsn, seq);
+    const pieces = new BodyPieces(this.prefixes[partition] as string, [json], ',', CLOSE);
     this.emit({
       partition,
-      body: this.prefixes[partition] + json + CLOSE,
+      get body() {
+        return pieces.toString();
+      },
+      pieces,
       bytes,
       changes: 1,
       markers: [marker],
@@ -143,9 +151,13 @@ export class Batcher {
     if (!b) return;
     this.open[partition] = undefined;
     this.bufferedBytes -= b.bytes - (this.prefixBytes[partition] as number) - CLOSE.length;
+    const pieces = new BodyPieces(this.prefixes[partition] as string, b.parts, ',', CLOSE);
     this.emit({
       partition,
-      body: this.prefixes[partition] + b.parts.join(',') + CLOSE,
+      get body() {
+        return pieces.toString();
+      },
+      pieces,
       bytes: b.bytes,
       changes: b.parts.length,
       markers: b.markers,

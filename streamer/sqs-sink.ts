@@ -21,6 +21,7 @@ import { SQS_MAX_MESSAGE_BYTES } from '#core/config.ts';
 import { DeliveryError, PgRelayError, describeError } from '#core/errors.ts';
 import { messageGroupId } from '#core/partition.ts';
 import { changeBatchPayloadName, payloadKey, type PayloadStore } from '#core/payload-store.ts';
+import { withBodyPieces } from '#shared/sqs-batch-body.ts';
 import type { OutgoingMessage } from './batcher.ts';
 import type { Logger } from './log.ts';
 
@@ -181,12 +182,15 @@ export class SqsSink {
       result = await this.opts.client.send(
         new SendMessageBatchCommand({
           QueueUrl: this.opts.queueUrl,
-          Entries: batch.map((m, i) => ({
-            Id: String(i),
-            MessageBody: m.oversized ? (this.partitions.get(m.partition) as PartitionQueue).claimCheck : m.body,
-            MessageGroupId: messageGroupId(m.partition),
-            MessageDeduplicationId: m.deduplicationId,
-          })),
+          Entries: batch.map((m, i) => {
+            const entry = { Id: String(i), MessageBody: '', MessageGroupId: messageGroupId(m.partition), MessageDeduplicationId: m.deduplicationId };
+            if (m.oversized) {
+              entry.MessageBody = (this.partitions.get(m.partition) as PartitionQueue).claimCheck as string;
+              return entry;
+            }
+            // Written into the request from its pieces, never joined (see sqs-batch-body.ts).
+            return withBodyPieces(entry, m.pieces);
+          }),
         }),
       );
     } catch (err) {

@@ -57,6 +57,13 @@ export interface TableLoadDeps {
 
 export type LoadOutcome = 'complete' | 'cancelled' | 'failed' | 'stopped';
 
+/**
+ * Chunks read and waiting for their marks at once. A chunk is emitted when the decoder meets its
+ * mark (a round trip through the WAL); with one waiting while the next is read, the process
+ * idled a fifth of a load between the two. Each costs one more chunk of rows in memory.
+ */
+const CHUNKS_AHEAD = 3;
+
 /** A chunk read, its mark written, not yet met. */
 interface InFlight {
   host: BootstrapHost;
@@ -224,11 +231,15 @@ export class TableLoad {
   }
 
   /**
-   * Reads the table chunk by chunk until its end; false when stopped or cancelled. Two chunks
-   * overlap: while one waits for its mark and is emitted in the decoder, the next is read.
+   * Reads the table chunk by chunk until its end; false when stopped or cancelled. Chunks
+   * overlap: while up to CHUNKS_AHEAD - 1 of them wait for their marks (and are emitted in the
+   * decoder when the marks arrive), the next is read.
    */
   private async chunks(): Promise<boolean> {
-    let inFlight: InFlight | undefined;
+    const inFlight: InFlight[] = [];
+    const discardAll = () => {
+      for (const f of inFlight.splice(0)) this.discard(f);
+    };
     try {
       for (;;) {
         if (this.deps.stopping()) return false;
@@ -237,24 +248,27 @@ export class TableLoad {
         const host = await this.deps.host();
         this.listen(host);
         let next = this.truncated ? undefined : await this.readNext(host);
-        if (inFlight !== undefined) {
-          const settled = await this.settle(inFlight);
-          inFlight = undefined;
-          if (!settled && next !== undefined) {
-            this.discard(next);
-            next = undefined;
-          }
+        // The oldest chunks settle until CHUNKS_AHEAD - 1 wait beside the new one (all of them
+        // when nothing new was read, so that a load with nothing to read now still moves).
+        const keep = next === undefined ? 0 : CHUNKS_AHEAD - 1;
+        while (inFlight.length > keep) {
+          if (await this.settle(inFlight.shift() as InFlight)) continue;
+          // Not emitted (the session ended, or a TRUNCATE): neither is anything read after it.
+          discardAll();
+          if (next !== undefined) this.discard(next);
+          next = undefined;
         }
         if (this.truncated) {
           if (next !== undefined) this.discard(next);
+          discardAll();
           await this.startOver();
           continue;
         }
-        inFlight = next;
-        if (inFlight === undefined && this.readEnd && this.reread.length === 0) return true;
+        if (next !== undefined) inFlight.push(next);
+        if (inFlight.length === 0 && this.readEnd && this.reread.length === 0) return true;
       }
     } finally {
-      if (inFlight !== undefined) this.discard(inFlight);
+      discardAll();
     }
   }
 
