@@ -321,6 +321,9 @@ export class TableLoad {
     }
     const key = markKey({ load: this.loadId, kind: 'chunk', chunk });
     const rows = read.rows;
+    // Taken now: the mark may be met (and the rows emitted and released) before writeMark returns.
+    const rowCount = rows.count;
+    const rowBytes = rows.bytes;
     const snapshot = read.snapshot;
     const rereading = rereadKeys !== undefined;
     const met = this.untilMark<Emitted>(host, (resolve) => {
@@ -336,9 +339,9 @@ export class TableLoad {
     }
     if (!rereading) {
       this.after = read.lastKey ?? this.after;
-      if (rows.count < limit || this.upTo === null || (read.lastKey !== null && sameKey(read.lastKey, this.upTo))) this.readEnd = true;
+      if (rowCount < limit || this.upTo === null || (read.lastKey !== null && sameKey(read.lastKey, this.upTo))) this.readEnd = true;
     }
-    this.adapt(read.ms, rows.bytes, rows.count, limit);
+    this.adapt(read.ms, rowBytes, rowCount, limit);
     return flight;
   }
 
@@ -466,6 +469,8 @@ export class TableLoad {
       encoder.load(rows, rows.count - 1);
       lastKey = encoder.keyTexts(rows);
     }
+    // Every event was written above (produce runs inside emitAt): the bytes are free again.
+    rows.release();
     return { accepted, lastKey, rows: emitted, bytes };
   }
 

@@ -31,6 +31,24 @@ describe('CopyRows', () => {
     expect(rows.values(49_999, 2)).toEqual(['49999', 'value 49999']);
   });
 
+  it('after a release, the rows are gone and the next chunks read right in the reused buffers', () => {
+    // Long rows first, so that a reused buffer holds their bytes past where shorter rows end.
+    const long = new CopyRows();
+    for (let i = 0; i < 20_000; i++) long.push(Buffer.from(`${i}\t${'x'.repeat(100)}\t\\N\n`));
+    expect(long.count).toBe(20_000);
+    long.release();
+    expect(long.count).toBe(0);
+    expect(long.bytes).toBe(0);
+    for (let round = 0; round < 3; round++) {
+      const rows = new CopyRows();
+      for (let i = 0; i < 1_000; i++) rows.push(Buffer.from(`${round}-${i}\tshort\t\\N\n`));
+      expect(rows.count).toBe(1_000);
+      expect(rows.values(0, 3)).toEqual([`${round}-0`, 'short', null]);
+      expect(rows.values(999, 3)).toEqual([`${round}-999`, 'short', null]);
+      rows.release();
+    }
+  });
+
   it('unescapes and quotes literals', () => {
     expect(unescapeCopy('a\\tb\\\\c\\x')).toBe('a\tb\\cx');
     expect(quoteLiteral("it's")).toBe("'it''s'");
