@@ -7,10 +7,8 @@
  *   `MonitorSchedule`; its config document (PGRELAY_MONITOR_CONFIG) names the database, the
  *   slot and the streamer's ECS service, which it may restart.
  *
- * Both are bundled from functions/ by esbuild at synth (no Docker).
+ * Both are the package's prebuilt bundles (cdk/prebuilt.ts): nothing is bundled at synth.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -19,7 +17,6 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -30,9 +27,8 @@ import { databaseConnection } from './database-access.ts';
 import { DEFAULTS } from './defaults.ts';
 import { acknowledge, bucketPrefixFinding, NAG_REASONS } from './nag.ts';
 import { grantPrefixListing } from './payload-bucket.ts';
+import { prebuiltBundle, type PrebuiltBundle } from './prebuilt.ts';
 import type { PgRelayMonitorProps, ResolvedSource } from './props.ts';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface TransformFunctionOptions {
   readonly source: ResolvedSource;
@@ -46,7 +42,7 @@ export interface TransformFunctionOptions {
 }
 
 /** Creates the source's transform in the source's scope: changes to graph node events. */
-export function createTransformFunction(scope: Construct, opts: TransformFunctionOptions): nodejs.NodejsFunction {
+export function createTransformFunction(scope: Construct, opts: TransformFunctionOptions): lambda.Function {
   const { source, bus, nodesQueue, payloadBucket, payloadPrefix } = opts;
   const stack = Stack.of(scope);
   const transformConfig: TransformConfigInput = {
@@ -60,7 +56,7 @@ export function createTransformFunction(scope: Construct, opts: TransformFunctio
     region: stack.region,
   };
   const transformFunction = nodeFunction(scope, 'Transform', {
-    entry: 'functions/transform/handler.ts',
+    bundle: 'transform',
     description: `pgrelay ${source.sourceId}: changes to graph node events`,
     memorySize: 1024,
     timeout: DEFAULTS.transformTimeout,
@@ -90,7 +86,7 @@ export interface MonitorFunctionOptions {
 }
 
 /** Creates the source's monitor and its one-minute schedule in the source's scope. */
-export function createMonitorFunction(scope: Construct, opts: MonitorFunctionOptions): nodejs.NodejsFunction {
+export function createMonitorFunction(scope: Construct, opts: MonitorFunctionOptions): lambda.Function {
   const { source, monitor: monitorProps, cluster, service } = opts;
   const stack = Stack.of(scope);
   const monitorConfig: MonitorConfigInput = {
@@ -111,7 +107,7 @@ export function createMonitorFunction(scope: Construct, opts: MonitorFunctionOpt
     region: stack.region,
   };
   const monitorFunction = nodeFunction(scope, 'Monitor', {
-    entry: 'functions/monitor/handler.ts',
+    bundle: 'monitor',
     description: `pgrelay ${source.sourceId}: slot guardian (lag, health, repairs)`,
     memorySize: 256,
     timeout: Duration.seconds(30),
@@ -142,14 +138,14 @@ export function createMonitorFunction(scope: Construct, opts: MonitorFunctionOpt
 }
 
 /**
- * A Node.js function bundled from `entry` (relative to the repository), with `${id}Logs` and
+ * A Node.js function from one of the package's prebuilt bundles, with `${id}Logs` and
  * `${id}Role` of its own next to it.
  */
 function nodeFunction(
   scope: Construct,
   id: string,
   opts: {
-    entry: string;
+    bundle: PrebuiltBundle;
     description: string;
     memorySize: number;
     timeout: Duration;
@@ -161,7 +157,7 @@ function nodeFunction(
     retryAttempts?: number;
     maxEventAge?: Duration;
   },
-): nodejs.NodejsFunction {
+): lambda.Function {
   const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: opts.logRetention, removalPolicy: RemovalPolicy.DESTROY });
   // Our own role instead of the AWS managed execution policies: logs to this function's log
   // group only, and (in a VPC) the network-interface actions Lambda needs to attach to it.
@@ -175,12 +171,11 @@ function nodeFunction(
       }),
     );
   }
-  const fn = new nodejs.NodejsFunction(scope, id, {
+  const fn = new lambda.Function(scope, id, {
     role,
-    entry: path.join(ROOT, opts.entry),
-    handler: 'handler',
-    projectRoot: ROOT,
-    depsLockFilePath: path.join(ROOT, 'package-lock.json'),
+    // index.mjs, its source map and its licences; the asset hash follows their bytes.
+    code: lambda.Code.fromAsset(prebuiltBundle(opts.bundle)),
+    handler: 'index.handler',
     runtime: lambda.Runtime.NODEJS_22_X,
     architecture: lambda.Architecture.ARM_64,
     description: opts.description,
@@ -191,18 +186,6 @@ function nodeFunction(
     ...(opts.retryAttempts !== undefined ? { retryAttempts: opts.retryAttempts } : {}),
     ...(opts.maxEventAge !== undefined ? { maxEventAge: opts.maxEventAge } : {}),
     ...(opts.vpc !== undefined ? { vpc: opts.vpc, vpcSubnets: opts.vpcSubnets, securityGroups: opts.securityGroups } : {}),
-    bundling: {
-      // The local esbuild from devDependencies: no Docker at synth.
-      forceDockerBundling: false,
-      format: nodejs.OutputFormat.ESM,
-      target: 'node22',
-      mainFields: ['module', 'main'],
-      sourceMap: true,
-      minify: true,
-      // pg's optional native binding is never used.
-      externalModules: ['pg-native'],
-      banner: "import { createRequire as pgrelayCreateRequire } from 'node:module'; const require = pgrelayCreateRequire(import.meta.url);",
-    },
   });
   acknowledge(fn, 'L1', NAG_REASONS.lambdaRuntime);
   return fn;

@@ -27,7 +27,6 @@ import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as events from 'aws-cdk-lib/aws-events';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -42,7 +41,7 @@ import { createChangesQueues, createEventBus, createNodesQueues } from './messag
 import { createPayloadBucket, sourcePayloadPrefix } from './payload-bucket.ts';
 import { slotIdentity, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
 import { createStackOutputs } from './stack-outputs.ts';
-import { prepareStreamerImage, type StreamerImage } from './streamer-image.ts';
+import { streamerImage, type StreamerImage } from './streamer-image.ts';
 import { createCluster, createStreamerService } from './streamer-service.ts';
 
 export * from './props.ts';
@@ -55,8 +54,8 @@ export interface PgRelaySource {
   readonly changesDeadLetterQueue: sqs.Queue;
   readonly service: ecs.FargateService;
   readonly taskDefinition: ecs.FargateTaskDefinition;
-  readonly transformFunction: nodejs.NodejsFunction;
-  readonly monitorFunction: nodejs.NodejsFunction;
+  readonly transformFunction: lambda.Function;
+  readonly monitorFunction: lambda.Function;
   readonly alarms: cloudwatch.Alarm[];
 }
 
@@ -146,7 +145,7 @@ export class PgRelay extends Construct {
     this.nodesQueue = nodes.queue;
     this.nodesDeadLetterQueue = nodes.deadLetterQueue;
 
-    const image = prepareStreamerImage();
+    const image = streamerImage();
     this.sources = resolved.map((source) => this.addSource(source, { vpcSubnets, logRetention, image }));
 
     this.dashboard = createDashboard(this, this.sources);

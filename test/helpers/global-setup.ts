@@ -6,10 +6,14 @@
  * Already running servers are used instead when named:
  *   PGRELAY_TEST_DATABASE_URL   superuser URL of a PostgreSQL with wal_level=logical
  *   PGRELAY_TEST_SQS_ENDPOINT   endpoint of an SQS-compatible server, e.g. http://127.0.0.1:4566
+ *
+ * It also writes dist/bundles (the code the construct deploys) from the sources as they are,
+ * so tests that synthesize or run the bundles never test a stale build (about 3 s).
  */
 import type { TestProject } from 'vitest/node';
 import { startTestPostgres, type TestPostgres } from './postgres.ts';
 import { startSqsEmulator, type SqsEmulator } from '#dev/sqs-emulator.ts';
+import { writeAllBundles } from '../../scripts/bundles.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -29,6 +33,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   };
+  writeAllBundles();
   const sqsEndpoint = process.env.PGRELAY_TEST_SQS_ENDPOINT;
   // allSettled, not all: when one start fails the other may still be under way, and what it
   // started must be stopped too.

@@ -64,8 +64,8 @@ describe('buildApp (in process)', () => {
     template = Template.fromStack(stack);
   }, 180_000);
 
-  it('synthesizes the example config with real bundling and a clean cdk-nag report', () => {
-    console.info(`buildApp + synth of the example config (bundling two Lambdas and the streamer image context): ${synthMs} ms`);
+  it('synthesizes the example config with the prebuilt bundles and a clean cdk-nag report', () => {
+    console.info(`buildApp + synth of the example config (two prebuilt Lambda bundles and the streamer image context): ${synthMs} ms`);
     const report = JSON.parse(readFileSync(path.join(outdir, 'validation-report.json'), 'utf8')) as { pluginReports: { pluginName: string; violations?: unknown[] }[] };
     for (const r of report.pluginReports) expect(r.violations ?? [], r.pluginName).toEqual([]);
     expect(stack.stackName).toBe(example.stackName);
@@ -95,13 +95,13 @@ describe('buildApp (in process)', () => {
     const lambdas = Object.values(template.findResources('AWS::Lambda::Function')) as { Properties: { Code: { S3Key: string } } }[];
     for (const fn of lambdas) {
       const dir = path.join(outdir, `asset.${fn.Properties.Code.S3Key.replace(/\.zip$/, '')}`);
-      expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
+      expect(readdirSync(dir).sort()).toEqual(['THIRD_PARTY_LICENSES.txt', 'index.mjs', 'index.mjs.map']);
     }
     const assets = JSON.parse(readFileSync(path.join(outdir, `${stack.artifactId}.assets.json`), 'utf8')) as { dockerImages: Record<string, { source: { directory: string; platform?: string } }> };
     const images = Object.values(assets.dockerImages);
     expect(images).toHaveLength(1);
     expect(images[0]?.source.platform).toBe('linux/arm64');
-    expect(readdirSync(path.join(outdir, images[0]!.source.directory))).toEqual(expect.arrayContaining(['Dockerfile', 'pgrelay.mjs', 'health-check.mjs']));
+    expect(readdirSync(path.join(outdir, images[0]!.source.directory))).toEqual(expect.arrayContaining(['Dockerfile', 'pgrelay.mjs', 'health-check.mjs', 'THIRD_PARTY_LICENSES.txt']));
   });
 
   it('looks nothing up in the account (no context lookups to resolve)', () => {

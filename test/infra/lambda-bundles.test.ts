@@ -1,6 +1,6 @@
 /**
- * The Lambda code the construct deploys is what CDK's NodejsFunction bundles with the local
- * esbuild, not our sources: this synthesizes a stack, takes the two bundles out of the cloud
+ * The Lambda code the construct deploys is the package's prebuilt bundles (dist/bundles, written
+ * by scripts/bundles.ts), not our sources: this synthesizes a stack, takes the two bundles out of the cloud
  * assembly, and runs their `handler` exports against the real PostgreSQL, the SQS emulator and
  * the EventBridge stand-in, with only environment variables as configuration — as Lambda does.
  */

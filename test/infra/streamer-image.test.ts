@@ -15,17 +15,18 @@ import { withClient } from '#test/helpers/postgres.ts';
 import { onCleanup, runCleanups, setupDbAndQueue } from '#test/helpers/scenario.ts';
 import { receiveChanges, streamerConfig } from '#test/helpers/streamer.ts';
 import { waitFor, waitForValue } from '#test/helpers/wait.ts';
-import { STREAMER_HEALTH_CHECK_COMMAND, prepareStreamerImage, type StreamerImage } from '../../cdk/streamer-image.ts';
+import { STREAMER_HEALTH_CHECK_COMMAND, STREAMER_IMAGE_ENVIRONMENT } from '../../cdk/streamer-image.ts';
+import { LICENSES_FILE, writeStreamerContext, type WrittenBundle } from '../../scripts/bundles.ts';
 
 afterEach(runCleanups);
 
 // Outside the repository: no node_modules above it, so the bundle has to carry everything.
 let scratch: string;
-let image: StreamerImage;
+let image: WrittenBundle & { environment: Record<string, string> };
 
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), 'pgrelay-image-'));
-  image = prepareStreamerImage({ outDir: join(scratch, 'image') });
+  image = { ...writeStreamerContext(join(scratch, 'image')), environment: { ...STREAMER_IMAGE_ENVIRONMENT } };
 });
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -71,23 +72,39 @@ describe('the bundle', () => {
 
   it('is the same bytes on every call, wherever it is written; a repeat rewrites nothing and drops stale files', () => {
     const first = filesOf(image.directory);
-    expect([...first.keys()]).toEqual(['Dockerfile', 'health-check.mjs', 'health-check.mjs.map', 'pgrelay.mjs', 'pgrelay.mjs.map']);
+    expect([...first.keys()]).toEqual(['Dockerfile', LICENSES_FILE, 'health-check.mjs', 'health-check.mjs.map', 'pgrelay.mjs', 'pgrelay.mjs.map']);
 
-    const elsewhere = prepareStreamerImage({ outDir: join(scratch, 'elsewhere') });
+    const elsewhere = writeStreamerContext(join(scratch, 'elsewhere'));
     expect(filesOf(elsewhere.directory)).toEqual(first);
 
     const mtimes = [...first.keys()].map((name) => statSync(join(image.directory, name)).mtimeMs);
     writeFileSync(join(image.directory, 'stale.mjs'), 'left by an older version');
-    prepareStreamerImage({ outDir: image.directory });
+    writeStreamerContext(image.directory);
     expect(filesOf(image.directory)).toEqual(first);
     expect([...first.keys()].map((name) => statSync(join(image.directory, name)).mtimeMs)).toEqual(mtimes);
+  });
+
+  it('carries the licence of every npm package bundled into it', () => {
+    const text = readFileSync(join(image.directory, LICENSES_FILE), 'utf8');
+    const bundled = new Set<string>();
+    for (const input of Object.keys(image.metafile.inputs)) {
+      const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+      if (m?.[1] !== undefined) bundled.add(m[1]);
+    }
+    expect(bundled.size).toBeGreaterThan(10);
+    const listed = new Set([...text.matchAll(/^((?:@[^/\s]+\/)?[^@\s]+)@\S+ \(([^)]+)\)$/gm)].map((m) => m[1]));
+    expect([...bundled].filter((name) => !listed.has(name))).toEqual([]);
+    // With the texts themselves: pg's MIT notice and the AWS SDK's Apache licence.
+    expect(text).toMatch(/^pg@\S+ \(MIT\)$/m);
+    expect(text).toContain('Permission is hereby granted, free of charge');
+    expect(text).toContain('Apache License');
   });
 
   it('refuses to empty a directory it did not write', () => {
     const foreign = join(scratch, 'foreign');
     mkdirSync(foreign);
     writeFileSync(join(foreign, 'notes.txt'), 'mine');
-    expect(() => prepareStreamerImage({ outDir: foreign })).toThrow(/did not write/);
+    expect(() => writeStreamerContext(foreign)).toThrow(/did not write/);
     expect(readdirSync(foreign)).toEqual(['notes.txt']);
   });
 });
@@ -102,7 +119,7 @@ describe('the Dockerfile', () => {
     expect(only('FROM')).toHaveLength(1);
     expect(only('FROM')[0]).toMatch(/^FROM \S+\/node:22(\.\d+){0,2}-[a-z]+-slim$/);
     expect(only('WORKDIR')).toEqual(['WORKDIR /app']);
-    expect(only('COPY')).toEqual(['COPY health-check.mjs health-check.mjs.map pgrelay.mjs pgrelay.mjs.map /app/']);
+    expect(only('COPY')).toEqual([`COPY ${LICENSES_FILE} health-check.mjs health-check.mjs.map pgrelay.mjs pgrelay.mjs.map /app/`]);
     expect(only('ENV')).toEqual([
       `ENV NODE_OPTIONS=${JSON.stringify(STREAMER_NODE_OPTIONS.join(' '))}`,
       'ENV NODE_ENV="production"',
@@ -115,7 +132,7 @@ describe('the Dockerfile', () => {
     expect(only('ENTRYPOINT')).toEqual(['ENTRYPOINT ["node", "/app/pgrelay.mjs"]']);
     expect(only('CMD')).toEqual(['CMD ["run"]']);
     expect(only('HEALTHCHECK')[0]).toMatch(/ CMD \["node","\/app\/health-check\.mjs"\]$/);
-    expect(image.healthCheckCommand).toEqual(['CMD', 'node', '/app/health-check.mjs']);
+    expect(STREAMER_HEALTH_CHECK_COMMAND).toEqual(['CMD', 'node', '/app/health-check.mjs']);
   });
 });
 
