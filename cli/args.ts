@@ -24,37 +24,48 @@ export interface OperatorTarget {
   positionals: string[];
 }
 
-export const OPERATOR_USAGE = `options:
-  --database-url URL        postgres://user:pass@host:5432/db (or PGRELAY_DATABASE_URL)
-  --secret-arn ARN          Secrets Manager secret with username/password (+ --host, --port, --dbname, --region)
-  --ssl-mode MODE           disable | require | verify-ca | verify-full (with --ca-bundle FILE)
-  --config FILE             a pgrelay config document (as the streamer reads)
-  --slot NAME, --publication NAME, --tables a,b   override what the config says
-  --json                    machine-readable output
-  --yes                     do not ask for confirmation`;
+/** One option of the operator commands: how parseArgs reads it and how --help shows it. */
+interface OptionSpec {
+  type: 'string' | 'boolean';
+  /** The value's placeholder in the help, for a string option. */
+  value?: string;
+  help: string;
+}
+
+/** The options every operator command takes, written once for the parser and the help. */
+export const OPERATOR_OPTIONS = {
+  'database-url': { type: 'string', value: 'URL', help: 'postgres://user:pass@host:5432/db (or PGRELAY_DATABASE_URL)' },
+  'secret-arn': { type: 'string', value: 'ARN', help: 'a Secrets Manager secret with username and password, used with:' },
+  host: { type: 'string', value: 'HOST', help: '  the database host (with --secret-arn)' },
+  port: { type: 'string', value: 'PORT', help: '  its port (default 5432)' },
+  dbname: { type: 'string', value: 'NAME', help: '  the database name' },
+  region: { type: 'string', value: 'REGION', help: "  the secret's region (default AWS_REGION)" },
+  'ssl-mode': { type: 'string', value: 'MODE', help: 'disable | require | verify-ca | verify-full' },
+  'ca-bundle': { type: 'string', value: 'FILE', help: 'the CA certificates for verify-ca and verify-full (PEM)' },
+  config: { type: 'string', value: 'FILE', help: 'a pgrelay config document, as the streamer reads (or PGRELAY_CONFIG)' },
+  slot: { type: 'string', value: 'NAME', help: 'the replication slot (default from the config: pgrelay_<sourceId>)' },
+  publication: { type: 'string', value: 'NAME', help: 'the publication (default as the slot)' },
+  tables: { type: 'string', value: 'a,b', help: 'the tables pgrelay streams (default from the config)' },
+  json: { type: 'boolean', help: 'machine-readable output' },
+  yes: { type: 'boolean', help: 'do not ask for confirmation' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Help lines for `options`, one per option: `  --name VALUE   text`. */
+export function formatOptions(options: Readonly<Record<string, OptionSpec>>): string {
+  return Object.entries(options)
+    .map(([name, o]) => `  ${`--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`.padEnd(24)}  ${o.help}`)
+    .join('\n');
+}
+
+export const OPERATOR_USAGE = `connection and target options:\n${formatOptions(OPERATOR_OPTIONS)}`;
 
 export function parseOperatorArgs(argv: string[], env: Record<string, string | undefined>): OperatorTarget {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: {
-      'database-url': { type: 'string' },
-      'secret-arn': { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      dbname: { type: 'string' },
-      region: { type: 'string' },
-      'ssl-mode': { type: 'string' },
-      'ca-bundle': { type: 'string' },
-      config: { type: 'string' },
-      slot: { type: 'string' },
-      publication: { type: 'string' },
-      tables: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      yes: { type: 'boolean', default: false },
-    },
-  });
+    options: Object.fromEntries(Object.entries(OPERATOR_OPTIONS).map(([name, o]) => [name, { type: o.type }])),
+  }) as { values: Partial<Record<Exclude<keyof typeof OPERATOR_OPTIONS, 'json' | 'yes'>, string>> & { json?: boolean; yes?: boolean }; positionals: string[] };
   const problems: string[] = [];
   let doc: Record<string, unknown> = {};
   const text = values.config !== undefined ? readText(values.config, problems) : env.PGRELAY_CONFIG;

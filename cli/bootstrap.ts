@@ -12,9 +12,10 @@ import { bootstrapRecord, readBootstrapProgress, type BootstrapProgress, type Bo
 import { OPERATOR_USAGE, parseOperatorArgs, type OperatorTarget } from './args.ts';
 import { OperatorError, processIo, runCommand, type CommandContext, type OperatorIo } from './operator.ts';
 
-const BOOTSTRAP_USAGE = `usage: pgrelay bootstrap SCHEMA.TABLE [--cancel] [--json]
+const BOOTSTRAP_USAGE = `usage: pgrelay bootstrap SCHEMA.TABLE [options]
 Asks the streamer to load every existing row of the table (a load under way starts over);
 follow it with pgrelay status.
+options:
   --cancel                  stop the table's requested or running load instead
 Exit code: 0 requested (or cancelled), 1 no such table (with --cancel: no load to cancel), 2 refused or could not run.
 ${OPERATOR_USAGE}`;

@@ -11,7 +11,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, describeError } from '#core/errors.ts';
 import { parseTableName, tableKey } from '#core/identifiers.ts';
 import { ConnectError } from '#shared/connection.ts';
-import { OPERATOR_USAGE, parseOperatorArgs } from './args.ts';
+import { OPERATOR_OPTIONS, OPERATOR_USAGE, parseOperatorArgs } from './args.ts';
+import { parseArgsProblem, USAGE_EXIT } from './usage-errors.ts';
 import { diagnose, type DoctorTarget } from './doctor/diagnose.ts';
 import { exitCodeOf, formatReport } from './doctor/report.ts';
 
@@ -33,8 +34,10 @@ export async function doctorCommand(argv: string[]): Promise<number> {
 /** The whole command with its output going to `io`; returns the exit code. */
 export async function runDoctor(argv: string[], env: Record<string, string | undefined>, io: DoctorIo): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    io.out(`usage: pgrelay doctor [--database-url URL | --secret-arn ARN --host H --dbname D] [--tables a,b | --config FILE] [--json]
-Checks that the database is ready for pgrelay and prints the SQL or setting change for each problem.
+    io.out(`usage: pgrelay doctor [options]
+Checks that the database is ready for pgrelay (server settings, the role and its privileges,
+TLS, the publication, every table's key, the slot) and prints the SQL or setting change for
+each problem.
 Exit code: 0 ready, 1 something blocks streaming, 2 the check could not run.
 ${OPERATOR_USAGE}\n`);
     return 0;
@@ -46,10 +49,10 @@ ${OPERATOR_USAGE}\n`);
     json = operator.json;
     target = { ...operator, ...configExtras(argv, env) };
   } catch (err) {
-    const message = err instanceof ConfigError ? err.problems.join('; ') : describeError(err).message;
+    const message = err instanceof ConfigError ? err.problems.join('; ') : (parseArgsProblem(err, [...Object.keys(OPERATOR_OPTIONS), 'help']) ?? describeError(err).message);
     if (argv.includes('--json')) io.out(`${JSON.stringify({ ready: false, platform: null, error: { code: 'PGRELAY_INVALID_ARGUMENTS', message }, findings: [] }, null, 2)}\n`);
-    io.err(`pgrelay doctor: ${message}\n${OPERATOR_USAGE}\n`);
-    return 2;
+    io.err(`pgrelay doctor: ${message}; run pgrelay doctor --help for the options\n`);
+    return USAGE_EXIT;
   }
   try {
     const report = await diagnose(target);

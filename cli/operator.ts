@@ -11,6 +11,11 @@ import { createInterface } from 'node:readline/promises';
 import type pg from 'pg';
 import { ConfigError, PgRelayError } from '#core/errors.ts';
 import { firstLine, type ConnectErrorCode, type ConnectionProvider } from '#shared/connection.ts';
+import { OPERATOR_OPTIONS } from './args.ts';
+import { parseArgsProblem } from './usage-errors.ts';
+
+/** Options one command takes besides the shared ones (bootstrap --cancel, slot drop --force). */
+const COMMAND_OWN_OPTIONS = ['cancel', 'force'];
 
 /** Where a command writes and how it asks; tests pass their own. */
 export interface OperatorIo {
@@ -98,10 +103,8 @@ export function explainFailure(err: unknown, where: string | undefined, command:
   if (err instanceof PgRelayError) return { code: err.code, message: err.message };
   const e = err as { code?: string; message?: string };
   const message = firstLine(e?.message ?? String(err));
-  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS_')) {
-    // node:util's text goes on about positionals after '--'; its first sentence is the point.
-    return { code: 'PGRELAY_USAGE', message: `${message.split(/\. /)[0]}; ${help}` };
-  }
+  const usage = parseArgsProblem(err, [...Object.keys(OPERATOR_OPTIONS), ...COMMAND_OWN_OPTIONS, 'help']);
+  if (usage !== undefined) return { code: 'PGRELAY_USAGE', message: `${usage}; ${help}` };
   if (e?.code === 'ERR_INVALID_URL') return { code: 'PGRELAY_USAGE', message: '--database-url is not a valid URL: write postgres://user:password@host:5432/database' };
   const at = where ?? 'the database';
   if (e?.code === '42501') return { code: 'PGRELAY_PRIVILEGE', message: `PostgreSQL at ${at} refused: ${message}; grant the privilege named, or run this as the slot's owner or a superuser (on RDS: rds_replication)` };

@@ -9,7 +9,11 @@ import { readSlot } from '#streamer/source.ts';
 import { OPERATOR_USAGE, parseOperatorArgs } from './args.ts';
 import { OperatorError, processIo, runCommand, type OperatorIo } from './operator.ts';
 
-const SLOT_USAGE = `usage: pgrelay slot drop [--slot NAME] [--yes] [--force]
+const SLOT_USAGE = `usage: pgrelay slot drop [options]
+Drops pgrelay's replication slot (after asking, unless --yes), so PostgreSQL stops keeping WAL
+for it; the next streamer start creates a new slot, and what was committed in between is not
+streamed. Never drops a slot of another database.
+options:
   --force                   end the session holding the slot (a running streamer) and drop it anyway
 ${OPERATOR_USAGE}`;
 

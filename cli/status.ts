@@ -4,7 +4,11 @@ import { OperatorError, processIo, runCommand, type OperatorIo } from './operato
 import { formatBytes } from '#core/bytes.ts';
 import { readStatus, statusProblems, type BootstrapRecord, type SourceStatus, type StatusProblem } from '#shared/source-status.ts';
 
-const STATUS_USAGE = `usage: pgrelay status [--slot NAME] [--publication NAME] [--tables a,b] [--json]\n${OPERATOR_USAGE}`;
+const STATUS_USAGE = `usage: pgrelay status [options]
+Shows the slot (lag, retained WAL, last acknowledged position), the publication and its tables,
+each table's bootstrap (rows read of the estimate, rows/s, ETA) and what the monitor last saw.
+Exit code: 0 the slot is healthy, 1 it is missing, lost or unusable, 2 the status could not be read.
+${OPERATOR_USAGE}`;
 
 export async function statusCommand(argv: string[], io: OperatorIo = processIo()): Promise<number> {
   return runCommand('status', STATUS_USAGE, argv, io, async (ctx) => {

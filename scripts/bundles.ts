@@ -23,6 +23,7 @@ import { buildSync, type BuildOptions, type Metafile } from 'esbuild';
 import { STREAMER_BASE_IMAGE, STREAMER_HEALTH_CHECK_COMMAND, STREAMER_IMAGE_ENVIRONMENT } from '../cdk/streamer-image.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const packageVersion = (): string => (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** Where the bundles go (what the construct reads: cdk/prebuilt.ts). */
 export const BUNDLES_DIR = join(REPO_ROOT, 'dist', 'bundles');
@@ -93,6 +94,8 @@ export function writeStreamerContext(outDir = join(BUNDLES_DIR, 'streamer')): Wr
     ...COMMON,
     entryPoints: { pgrelay: 'cli/pgrelay.ts', 'health-check': 'cli/health-check.ts' },
     outdir: join(BUNDLES_DIR, 'streamer'),
+    // The image has no package.json: `pgrelay --version` answers from here (cli/version.ts).
+    define: { PGRELAY_VERSION: JSON.stringify(packageVersion()) },
     // Unminified, so a stack trace in the logs reads without the map.
     minify: false,
   }, 'the streamer');
