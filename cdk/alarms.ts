@@ -12,12 +12,14 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { DEFAULTS } from './defaults.ts';
 import type { PgRelayAlarms, ResolvedSource } from './props.ts';
+import { pgrelayMetric, sourceMetrics } from './source-metrics.ts';
 
 export interface SourceAlarmsOptions {
   readonly source: ResolvedSource;
   readonly alarms: PgRelayAlarms;
   readonly changesDeadLetterQueue: sqs.IQueue;
   readonly monitorFunction: lambda.IFunction;
+  readonly transformFunction: lambda.IFunction;
   /** The relay's nodes DLQ, when pgrelay created it: its alarm goes with the first source's. */
   readonly nodesDeadLetterQueue: sqs.IQueue | undefined;
 }
@@ -28,8 +30,8 @@ export interface SourceAlarmsOptions {
  */
 export function createSourceAlarms(relayScope: Construct, sourceScope: Construct, opts: SourceAlarmsOptions): cloudwatch.Alarm[] {
   const { source, alarms: a } = opts;
-  const dims = { Source: source.sourceId, Slot: source.slotName };
-  const metric = (metricName: string, statistic: string, period = Duration.minutes(1)) => new cloudwatch.Metric({ namespace: 'PgRelay', metricName, dimensionsMap: dims, statistic, period });
+  const handles = { sourceId: source.sourceId, slotName: source.slotName, changesDeadLetterQueue: opts.changesDeadLetterQueue, monitorFunction: opts.monitorFunction, transformFunction: opts.transformFunction };
+  const m = sourceMetrics;
   const name = (what: string) => `pgrelay ${source.sourceId}: ${what}`;
   const GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD;
   const GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD;
@@ -37,12 +39,12 @@ export function createSourceAlarms(relayScope: Construct, sourceScope: Construct
   // [id, what it means, metric, threshold, comparison, periods]; missing data is healthy
   // except for the streamer's own heartbeat of metrics, whose silence is the signal.
   const specs: [string, string, cloudwatch.IMetric, number, cloudwatch.ComparisonOperator, number][] = [
-    ['SlotLagAlarm', `the slot holds more than ${lagBytes} bytes of unacknowledged WAL`, metric('SlotLagBytes', 'Maximum'), lagBytes, GT, 5],
-    ['SlotInactiveAlarm', 'no streamer has been connected to the slot for too long', metric('SlotInactiveSeconds', 'Maximum'), a.slotInactiveSeconds ?? DEFAULTS.alarmSlotInactiveSeconds, GTE, 1],
-    ['SlotStalledAlarm', 'the acknowledged position has not moved for too long', metric('SlotLastAckAgeSeconds', 'Maximum'), a.slotAckAgeSeconds ?? DEFAULTS.alarmSlotAckAgeSeconds, GTE, 1],
-    ['SlotLostAlarm', 'the replication slot was invalidated or dropped: changes were lost', metric('SlotLost', 'Maximum'), 1, GTE, 1],
-    ['ChangesDlqAlarm', 'changes the transform could not handle are in the dead-letter queue', opts.changesDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }), 1, GTE, 1],
-    ['MonitorFailingAlarm', 'the slot guardian has failed three runs in a row', opts.monitorFunction.metricErrors({ period: Duration.minutes(1), statistic: 'Sum' }), 1, GTE, 3],
+    ['SlotLagAlarm', `the slot holds more than ${lagBytes} bytes of unacknowledged WAL`, m.slotLag(handles), lagBytes, GT, 5],
+    ['SlotInactiveAlarm', 'no streamer has been connected to the slot for too long', m.slotInactive(handles), a.slotInactiveSeconds ?? DEFAULTS.alarmSlotInactiveSeconds, GTE, 1],
+    ['SlotStalledAlarm', 'the acknowledged position has not moved for too long', m.ackAge(handles), a.slotAckAgeSeconds ?? DEFAULTS.alarmSlotAckAgeSeconds, GTE, 1],
+    ['SlotLostAlarm', 'the replication slot was invalidated or dropped: changes were lost', m.slotLost(handles), 1, GTE, 1],
+    ['ChangesDlqAlarm', 'changes the transform could not handle are in the dead-letter queue', m.changesDeadLettered(handles), 1, GTE, 1],
+    ['MonitorFailingAlarm', 'the slot guardian has failed three runs in a row', m.monitorErrors(handles), 1, GTE, 3],
   ];
   const alarms = specs.map(
     ([id, what, m, threshold, comparisonOperator, evaluationPeriods]) =>
@@ -52,7 +54,7 @@ export function createSourceAlarms(relayScope: Construct, sourceScope: Construct
     new cloudwatch.Alarm(sourceScope, 'StreamerDownAlarm', {
       alarmDescription: name('the streamer has printed no metrics for 5 minutes (not running, or stuck)'),
       // The streamer prints its metrics every minute from its event loop; silence is the signal.
-      metric: metric('InFlightBytes', 'SampleCount', Duration.minutes(5)),
+      metric: m.streamerReports(handles),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 1,
@@ -95,8 +97,7 @@ export interface DashboardSource {
 export function createDashboard(scope: Construct, sources: readonly DashboardSource[]): cloudwatch.Dashboard {
   const dashboard = new cloudwatch.Dashboard(scope, 'Dashboard');
   for (const s of sources) {
-    const dims = { Source: s.sourceId, Slot: s.slotName };
-    const m = (metricName: string, statistic = 'Maximum') => new cloudwatch.Metric({ namespace: 'PgRelay', metricName, dimensionsMap: dims, statistic, period: Duration.minutes(1) });
+    const m = (metricName: string, statistic = 'Maximum') => pgrelayMetric(s, metricName, { statistic });
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({ title: `${s.sourceId}: slot lag and retained WAL (bytes)`, left: [m('SlotLagBytes'), m('SlotRetainedWalBytes')], width: 8 }),
       new cloudwatch.GraphWidget({ title: `${s.sourceId}: changes streamed / sent`, left: [m('ChangesStreamed', 'Sum'), m('MessagesSent', 'Sum')], width: 8 }),

@@ -25,6 +25,7 @@ import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as events from 'aws-cdk-lib/aws-events';
+import type * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -41,6 +42,8 @@ import { createChangesQueues, createEventBus, createNodesQueues } from './messag
 import { createPayloadBucket, sourcePayloadPrefix } from './payload-bucket.ts';
 import { slotIdentity, validatePgRelayProps, type PgRelayProps, type ResolvedSource } from './props.ts';
 import { createStackOutputs } from './stack-outputs.ts';
+import { grantConsumeNodes, grantPutRules, grantReadPayloads } from './grants.ts';
+import { sourceMetrics } from './source-metrics.ts';
 import { streamerImage, type StreamerImage } from './streamer-image.ts';
 import { createCluster, createStreamerService } from './streamer-service.ts';
 
@@ -201,6 +204,101 @@ export class PgRelay extends Construct {
     return ruleForConsumer(this, fn, this.bus as events.IEventBus, this.payloadBucket, { ...options, sourceIds });
   }
 
+  /**
+   * Lets `grantee` (a consumer's role or function) receive and delete node events from the
+   * nodes queue, as a nodes-queue consumer outside this stack does.
+   * @throws when the relay has no nodes queue (`outputs.nodesQueue` off)
+   */
+  grantConsumeNodes(grantee: iam.IGrantable): iam.Grant {
+    return grantConsumeNodes(this.nodesQueue, grantee);
+  }
+
+  /**
+   * Lets `grantee` create, change and delete rules and their targets on the relay's bus (only
+   * rules of this bus), as a team that manages its own subscriptions does.
+   * @throws when the relay has no bus (`outputs.eventBridge` off)
+   */
+  grantPutRules(grantee: iam.IGrantable): iam.Grant {
+    return grantPutRules(this.bus, grantee);
+  }
+
+  /**
+   * Lets `grantee` read the events too large for their channel (a `payloadRef` event, which
+   * nodeHandler fetches) from every source's prefix of the payload bucket.
+   */
+  grantReadPayloads(grantee: iam.IGrantable): iam.Grant {
+    return grantReadPayloads(this.payloadBucket, this.sources.map((s) => sourcePayloadPrefix(s.sourceId)), grantee);
+  }
+
+  /**
+   * Bytes of WAL the source's slot holds unacknowledged (`PgRelay/SlotLagBytes`, Maximum per
+   * minute), as `SlotLagAlarm` watches it.
+   * @param sourceId - @default the first source
+   */
+  metricSlotLag(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.slotLag(this.sourceFor(sourceId, 'metricSlotLag'), props);
+  }
+
+  /**
+   * The delay: seconds the source's acknowledged position has not moved
+   * (`PgRelay/SlotLastAckAgeSeconds`, Maximum per minute), as `SlotStalledAlarm` watches it.
+   * @param sourceId - @default the first source
+   */
+  metricAckAge(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.ackAge(this.sourceFor(sourceId, 'metricAckAge'), props);
+  }
+
+  /**
+   * Seconds no streamer has been connected to the source's slot (`PgRelay/SlotInactiveSeconds`),
+   * as `SlotInactiveAlarm` watches it.
+   * @param sourceId - @default the first source
+   */
+  metricSlotInactive(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.slotInactive(this.sourceFor(sourceId, 'metricSlotInactive'), props);
+  }
+
+  /**
+   * 1 when the source's slot was invalidated or dropped (`PgRelay/SlotLost`), as `SlotLostAlarm`
+   * watches it.
+   * @param sourceId - @default the first source
+   */
+  metricSlotLost(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.slotLost(this.sourceFor(sourceId, 'metricSlotLost'), props);
+  }
+
+  /**
+   * Errors: change batches in the source's dead-letter queue (Maximum per minute), as
+   * `ChangesDlqAlarm` watches them.
+   * @param sourceId - @default the first source
+   */
+  metricChangesDeadLettered(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.changesDeadLettered(this.sourceFor(sourceId, 'metricChangesDeadLettered'), props);
+  }
+
+  /**
+   * Errors: failed runs of the source's slot guardian (Sum per minute), as `MonitorFailingAlarm`
+   * watches them.
+   * @param sourceId - @default the first source
+   */
+  metricMonitorErrors(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.monitorErrors(this.sourceFor(sourceId, 'metricMonitorErrors'), props);
+  }
+
+  /**
+   * Errors: failed invocations of the source's transform (Sum per minute; failed batches are
+   * retried, then dead-lettered).
+   * @param sourceId - @default the first source
+   */
+  metricTransformErrors(props?: cloudwatch.MetricOptions, sourceId?: string): cloudwatch.Metric {
+    return sourceMetrics.transformErrors(this.sourceFor(sourceId, 'metricTransformErrors'), props);
+  }
+
+  private sourceFor(sourceId: string | undefined, method: string): PgRelaySource {
+    const source = sourceId === undefined ? this.sources[0] : this.sources.find((s) => s.sourceId === sourceId);
+    if (source === undefined) throw new Error(`${method}: "${sourceId}" is not a source of this relay (sources: ${this.sources.map((s) => s.sourceId).join(', ')})`);
+    return source;
+  }
+
   /** One source: its queues, streamer, transform, monitor and alarms, in `Source-<sourceId>`. */
   private addSource(source: ResolvedSource, opts: { vpcSubnets: ec2.SubnetSelection; logRetention: logs.RetentionDays; image: StreamerImage }): PgRelaySource {
     const scope = new Construct(this, `Source-${source.sourceId}`);
@@ -244,6 +342,7 @@ export class PgRelay extends Construct {
       logRetention: opts.logRetention,
     });
     const alarms = createSourceAlarms(this, scope, {
+      transformFunction,
       source,
       alarms: this.props.alarms ?? {},
       changesDeadLetterQueue,
