@@ -4,6 +4,8 @@
  * into metrics. Thin: config, connection settings and the ECS client once per container.
  * A run that fails still prints a document, with MonitorRunFailed = 1, then fails the invocation.
  */
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { PgRelayError } from '#core/errors.ts';
 import { ConnectionProvider, secretsManagerSource } from '#shared/connection.ts';
@@ -73,7 +75,11 @@ export async function runMonitor(config: MonitorConfig, deps: MonitorDeps): Prom
 
 let container: { config: MonitorConfig; connections: ConnectionProvider; service?: StreamerService } | undefined;
 
-export async function handler(): Promise<MonitorSummary> {
+/** Powertools Logger: the run's failure as a JSON line with the request id (the EMF document is the run's record). */
+const logger = new Logger({ serviceName: 'pgrelay-monitor' });
+
+export async function handler(_event?: unknown, context?: Context): Promise<MonitorSummary> {
+  if (context !== undefined) logger.addContext(context);
   if (container === undefined) {
     const config = parseMonitorEnv(process.env);
     const secrets = config.database.secretArn ? secretsManagerSource(config.region, config.secretsEndpoint) : undefined;
@@ -81,5 +87,10 @@ export async function handler(): Promise<MonitorSummary> {
     container = { config, connections: new ConnectionProvider(config.database, secrets), ...(service !== undefined ? { service } : {}) };
   }
   const { config, connections, service } = container;
-  return runMonitor(config, { connections, write: (line) => console.log(line), ...(service !== undefined ? { service } : {}) });
+  try {
+    return await runMonitor(config, { connections, write: (line) => console.log(line), ...(service !== undefined ? { service } : {}) });
+  } catch (err) {
+    logger.error('monitor run failed', { sourceId: config.sourceId, slotName: config.slotName, error: err as Error });
+    throw err;
+  }
 }

@@ -3,8 +3,33 @@
  * health and distances, how long the streamer has been quiet, publication gaps, bootstrap
  * requests and loads under way, and what the run found and did. Pure: figures in, one document out.
  */
-import { emfDocument, type MetricValue } from '#core/emf.ts';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { METRIC_NAMESPACE, type MetricValue } from '#core/emf.ts';
 import type { SourceStatus } from '#shared/source-status.ts';
+
+const UNITS: Record<MetricValue['unit'], (typeof MetricUnit)[keyof typeof MetricUnit]> = {
+  Count: MetricUnit.Count,
+  Bytes: MetricUnit.Bytes,
+  'Count/Second': MetricUnit.CountPerSecond,
+  Milliseconds: MetricUnit.Milliseconds,
+  Seconds: MetricUnit.Seconds,
+  None: MetricUnit.NoUnit,
+};
+
+/**
+ * One EMF document through Powertools Metrics: namespace PgRelay, exactly the given dimensions
+ * (Powertools' own `service` dimension is cleared: the alarms and dashboards watch Source and
+ * Slot alone, and a metric with one more dimension is another metric), the run's timestamp,
+ * and `extra` (what the run saw) beside the metrics for the log reader.
+ */
+function emf(dimensions: Record<string, string>, metrics: MetricValue[], timestamp: number, extra: Record<string, unknown>): Record<string, unknown> {
+  const m = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'pgrelay-monitor' });
+  m.clearDefaultDimensions();
+  m.addDimensions(dimensions);
+  for (const v of metrics) m.addMetric(v.name, UNITS[v.unit], v.value);
+  m.setTimestamp(timestamp);
+  return { ...m.serializeMetrics(), ...extra };
+}
 
 export interface SlotMetricsOptions {
   sourceId: string;
@@ -60,7 +85,7 @@ export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Rec
   add('SlotRecreated', count('recreate-slot'), 'Count');
   add('MonitorRunFailed', opts.runFailed ? 1 : 0, 'Count');
 
-  return emfDocument({ Source: opts.sourceId, Slot: slot.name }, metrics, opts.now, {
+  return emf({ Source: opts.sourceId, Slot: slot.name }, metrics, opts.now, {
     slotState: slot.state,
     walStatus: details?.walStatus ?? null,
     confirmedFlushLsn: details?.confirmedFlushLsn ?? null,
@@ -77,7 +102,7 @@ export function slotMetrics(status: SourceStatus, opts: SlotMetricsOptions): Rec
 
 /** The document of a run that failed before it could read the slot: the failure is itself a metric. */
 export function runFailedMetrics(opts: { sourceId: string; slotName: string; now: number; code: string; message: string }): Record<string, unknown> {
-  return emfDocument({ Source: opts.sourceId, Slot: opts.slotName }, [{ name: 'MonitorRunFailed', value: 1, unit: 'Count' }], opts.now, {
+  return emf({ Source: opts.sourceId, Slot: opts.slotName }, [{ name: 'MonitorRunFailed', value: 1, unit: 'Count' }], opts.now, {
     error: { code: opts.code, message: opts.message },
   });
 }

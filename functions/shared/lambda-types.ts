@@ -1,46 +1,14 @@
 /**
- * The parts of AWS Lambda's event shapes pgrelay reads (SQS event source, EventBridge target),
- * written out here rather than pulling in a types package for a dozen fields.
+ * AWS Lambda's event and response shapes pgrelay handles (SQS event source, EventBridge target),
+ * from `@types/aws-lambda` under the names the code uses, and the grouping of SQS records.
  */
-export interface SqsRecord {
-  messageId: string;
-  receiptHandle: string;
-  body: string;
-  attributes: {
-    ApproximateReceiveCount: string;
-    SentTimestamp: string;
-    MessageGroupId?: string;
-    MessageDeduplicationId?: string;
-    SequenceNumber?: string;
-    [name: string]: string | undefined;
-  };
-  messageAttributes: Record<string, unknown>;
-  md5OfBody: string;
-  eventSource: 'aws:sqs';
-  eventSourceARN: string;
-  awsRegion: string;
-}
+import type { EventBridgeEvent as AwsEventBridgeEvent, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 
-export interface SqsEvent {
-  Records: SqsRecord[];
-}
-
+export type SqsRecord = SQSRecord;
+export type SqsEvent = SQSEvent;
 /** With `ReportBatchItemFailures` on the event source mapping: only these records are retried. */
-export interface SqsBatchResponse {
-  batchItemFailures: { itemIdentifier: string }[];
-}
-
-export interface EventBridgeEvent<Detail = unknown> {
-  version: string;
-  id: string;
-  'detail-type': string;
-  source: string;
-  account: string;
-  time: string;
-  region: string;
-  resources: string[];
-  detail: Detail;
-}
+export type SqsBatchResponse = SQSBatchResponse;
+export type EventBridgeEvent<Detail = unknown> = AwsEventBridgeEvent<string, Detail>;
 
 /** Records by message group, each list in delivery order (FIFO order holds within a group). */
 export function byMessageGroup(records: SqsRecord[]): SqsRecord[][] {

@@ -2,7 +2,9 @@
  * The transform Lambda: SQS event source on the changes FIFO queue (ReportBatchItemFailures
  * on). Thin: config and clients once per container, then Transform does the work.
  */
+import { Logger } from '@aws-lambda-powertools/logger';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import type { Context } from 'aws-lambda';
 import { parseTransformEnv, type TransformConfig } from '#core/config.ts';
 import { s3PayloadStore } from '#shared/s3-payload-store.ts';
 import { EventBridgeOutput, type EventBridgeOutputOptions } from './eventbridge-output.ts';
@@ -10,12 +12,22 @@ import type { SqsBatchResponse, SqsEvent } from '#shared/lambda-types.ts';
 import { Transform, type Log } from './transform.ts';
 import { PgRelayError } from '#core/errors.ts';
 
-/** One JSON line per event of note, as the streamer logs. */
-export const jsonLog: Log = {
-  info: (msg, fields) => console.log(JSON.stringify({ level: 'info', msg, ...fields })),
-  warn: (msg, fields) => console.log(JSON.stringify({ level: 'warn', msg, ...fields })),
-  error: (msg, fields) => console.log(JSON.stringify({ level: 'error', msg, ...fields })),
-};
+/**
+ * Powertools Logger: one JSON line per event of note, with the service, the Lambda request id
+ * (and cold start) from the invocation's context, and, for a record's lines, its message id,
+ * group and change positions (`Log.child`). Level from POWERTOOLS_LOG_LEVEL (default INFO).
+ */
+export const logger = new Logger({ serviceName: 'pgrelay-transform' });
+
+/** `logger` as the transform's Log. */
+export function powertoolsLog(base: Logger = logger): Log {
+  return {
+    info: (msg, fields) => base.info(msg, fields ?? {}),
+    warn: (msg, fields) => base.warn(msg, fields ?? {}),
+    error: (msg, fields) => base.error(msg, fields ?? {}),
+    child: (keys) => powertoolsLog(base.createChild({ persistentKeys: keys })),
+  };
+}
 
 export interface TransformClientsOptions {
   /** Static credentials for local emulators and stand-ins. @default the default provider chain */
@@ -47,7 +59,7 @@ export function createTransform(config: TransformConfig, opts: TransformClientsO
     : undefined;
   transform = new Transform({
     config,
-    log: opts.log ?? jsonLog,
+    log: opts.log ?? powertoolsLog(),
     ...(eventBus ? { eventBus: { publish: (items) => eventBus.publish(items) } } : {}),
     ...(nodes
       ? {
@@ -64,7 +76,8 @@ export function createTransform(config: TransformConfig, opts: TransformClientsO
 
 let instance: Transform | undefined;
 
-export async function handler(event: SqsEvent): Promise<SqsBatchResponse> {
+export async function handler(event: SqsEvent, context?: Context): Promise<SqsBatchResponse> {
+  if (context !== undefined) logger.addContext(context);
   instance ??= createTransform(parseTransformEnv(process.env));
   return instance.handle(event.Records);
 }

@@ -30,6 +30,8 @@ export interface Log {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** A log whose every line carries `keys` (the record being handled: groups run at once, so not the shared log's keys). */
+  child?(keys: Record<string, unknown>): Log;
 }
 
 export interface TransformDeps {
@@ -85,19 +87,33 @@ export class Transform {
     return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
   }
 
+  /** Each record's log while it is handled: its message id, group and the positions it carries. */
+  private readonly recordLogs = new WeakMap<SqsRecord, Log>();
+
+  private logOf(record: SqsRecord | undefined): Log {
+    return (record !== undefined ? this.recordLogs.get(record) : undefined) ?? this.deps.log;
+  }
+
   /** True when every event of the record reached every output. */
   private async handleRecord(record: SqsRecord): Promise<boolean> {
+    const recordKeys = { messageId: record.messageId, group: record.attributes.MessageGroupId };
     let batch: ChangeBatch;
     try {
       batch = await this.readBatch(record.body);
     } catch (err) {
-      this.deps.log.error('record cannot be read; it goes to the dead-letter queue after the redrive count', {
+      this.logOf(record).error('record cannot be read; it goes to the dead-letter queue after the redrive count', {
         messageId: record.messageId,
         group: record.attributes.MessageGroupId,
         receiveCount: Number(record.attributes.ApproximateReceiveCount),
         error: describeError(err),
       });
       return false;
+    }
+    const first = batch.changes[0]?.position;
+    const last = batch.changes[batch.changes.length - 1]?.position;
+    if (first !== undefined && last !== undefined) {
+      // The change positions the record carries, first to last, on every line logged for it.
+      this.recordLogs.set(record, this.deps.log.child?.({ ...recordKeys, position: `${first.commitLsn}:${first.seq}`, lastPosition: `${last.commitLsn}:${last.seq}` }) ?? this.deps.log);
     }
     const out: NodeEventOut[] = [];
     try {
@@ -108,7 +124,7 @@ export class Transform {
         out.push({ event, json, bytes: Buffer.byteLength(json) });
       }
     } catch (err) {
-      this.deps.log.error('record holds a change that cannot be turned into node events', {
+      this.logOf(record).error('record holds a change that cannot be turned into node events', {
         messageId: record.messageId,
         group: record.attributes.MessageGroupId,
         error: describeError(err),
@@ -151,7 +167,7 @@ export class Transform {
     }
     const result = await sendNodesMessages(target.client, target.queueUrl, packNodesMessages(sized, partition));
     if (result.failed.length > 0) {
-      this.deps.log.warn('nodes queue did not accept every message; the record will be retried', {
+      this.logOf(record).warn('nodes queue did not accept every message; the record will be retried', {
         messageId: record.messageId,
         failedMessages: result.failed.length,
       });
@@ -167,7 +183,7 @@ export class Transform {
     if (selected.length === 0) return true;
     const { failed } = await bus.publish(selected.map((e) => ({ event: e.event, detail: e.json })));
     if (failed.length > 0) {
-      this.deps.log.warn('EventBridge did not accept every event; the record will be retried', {
+      this.logOf(record).warn('EventBridge did not accept every event; the record will be retried', {
         messageId: record.messageId,
         failedEvents: failed.length,
         reasons: [...new Set(failed.map((f) => `${f.code}: ${f.message}`))].slice(0, 5),
@@ -180,7 +196,7 @@ export class Transform {
   /** Store an event too large for its channel; returns the reference event's JSON. */
   async offload(event: GraphNodeEvent, json: string, record?: SqsRecord): Promise<string | undefined> {
     if (!this.deps.payloads) {
-      this.deps.log.error('an event is too large for its channel and no largePayloads store is configured', {
+      this.logOf(record).error('an event is too large for its channel and no largePayloads store is configured', {
         messageId: record?.messageId,
         ...(event.type === 'message.emitted' ? { messagePrefix: event.message.prefix } : { nodeId: event.node.id }),
         bytes: Buffer.byteLength(json),

@@ -25,7 +25,7 @@ const key = (e: GraphNodeEvent) => positionKey(parseLsn(e.position.commitLsn), e
 
 function recordsOf(messages: ReturnType<typeof packNodesMessages>): SqsRecord[] {
   return messages.map((m, i): SqsRecord => ({
-    messageId: `m${i}`, receiptHandle: '', body: m.body, attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', MessageGroupId: m.group },
+    messageId: `m${i}`, receiptHandle: '', body: m.body, attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'test', ApproximateFirstReceiveTimestamp: '0', MessageGroupId: m.group },
     messageAttributes: {}, md5OfBody: '', eventSource: 'aws:sqs', eventSourceARN: '', awsRegion: 'us-east-1',
   }));
 }

@@ -67,7 +67,7 @@ function nodesQueueRecords(batches: ChangeBatch[]): SqsRecord[] {
     for (const m of packNodesMessages(out, batch.partition)) {
       records.push({
         messageId: `m${++messageId}`, receiptHandle: '', body: m.body,
-        attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', MessageGroupId: m.group, MessageDeduplicationId: m.deduplicationId },
+        attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'test', ApproximateFirstReceiveTimestamp: '0', MessageGroupId: m.group, MessageDeduplicationId: m.deduplicationId },
         messageAttributes: {}, md5OfBody: '', eventSource: 'aws:sqs', eventSourceARN: '', awsRegion: 'us-east-1',
       });
     }
