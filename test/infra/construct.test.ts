@@ -574,7 +574,9 @@ describe('alarms', () => {
       expect(`${monitorSource}\n${streamerSource}`, a.MetricName).toContain(`'${a.MetricName}'`);
     }
     // Both emitters use exactly the dimensions { Source, Slot } the alarms filter on.
-    expect(monitorSource).toContain('emfDocument({ Source: opts.sourceId, Slot: slot.name }');
+    expect(monitorSource).toContain('emf({ Source: opts.sourceId, Slot: slot.name }');
+    // Powertools' default service dimension would make the monitor's metrics other metrics than the alarms'.
+    expect(monitorSource).toContain('clearDefaultDimensions()');
     expect(streamerSource).toMatch(/\{ Source: this\.deps\.config\.sourceId, Slot: this\.deps\.config\.slotName \}/);
   });
 });

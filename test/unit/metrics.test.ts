@@ -75,6 +75,12 @@ describe('monitor metrics: bootstrap', () => {
       { sourceId: 'orders-db', now: Date.now() },
     );
     expect(emfProblems(doc)).toEqual([]);
+    // Exactly the dimensions the alarms filter on (Powertools' own service dimension cleared).
+    const directive = (doc._aws as { CloudWatchMetrics: { Namespace: string; Dimensions: string[][] }[] }).CloudWatchMetrics[0];
+    expect(directive?.Namespace).toBe('PgRelay');
+    expect(directive?.Dimensions).toEqual([['Source', 'Slot']]);
+    expect(doc).toMatchObject({ Source: 'orders-db', Slot: 'pgrelay_default' });
+    expect(doc).not.toHaveProperty('service');
     expect([metric(doc, 'BootstrapPendingTables'), metric(doc, 'BootstrapRunningTables'), metric(doc, 'BootstrapRowsRead')]).toEqual([3, 2, 2000]);
     expect(doc.bootstrap).toEqual({ 'public.a': 'running', 'public.b': 'running', 'public.c': 'requested', 'public.d': 'done', 'public.e': 'not-requested' });
   });
